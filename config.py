@@ -1,0 +1,97 @@
+"""Settings from environment variables (prefix ``KEPU_``); stdlib only.
+
+Every setting has an embedded default so the application runs with no setup:
+a SQLite database, an embedded Celery broker and a generated secret key, all
+inside the instance folder.  Production switches parts on through variables
+(see README, "Configuration").
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(f"KEPU_{name}")
+    return value if value not in (None, "") else default
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"KEPU_{name} must be an integer, got {raw!r}") from exc
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def instance_path() -> Path:
+    """The instance folder: database, broker, secret key and uploads of one instance."""
+    return Path(_env("INSTANCE_PATH", os.path.join(os.getcwd(), "instance"))).resolve()
+
+
+def _secret_key(folder: Path) -> str:
+    """Return KEPU_SECRET_KEY, or a random key generated once and kept in the instance folder."""
+    given = _env("SECRET_KEY")
+    if given:
+        return given
+    key_file = folder / "secret_key"
+    if not key_file.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return key_file.read_text().strip()
+
+
+def load() -> dict[str, object]:
+    """Build the Flask configuration mapping from the environment."""
+    folder = instance_path()
+    folder.mkdir(parents=True, exist_ok=True)
+    database_url = _env("DATABASE_URL", f"sqlite:///{folder / 'kepu.sqlite'}")
+    broker_url = _env("BROKER_URL", f"sqla+sqlite:///{folder / 'broker.sqlite'}")
+    secure_cookies = _env_bool("SECURE_COOKIES", False)
+    return {
+        "INSTANCE_PATH": str(folder),
+        "SECRET_KEY": _secret_key(folder),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "BROKER_URL": broker_url,
+        "UPLOAD_FOLDER": _env("UPLOAD_FOLDER", str(folder / "uploads")),
+        "SIGNING_KEY_PATH": _env("SIGNING_KEY_PATH", str(folder / "signing_key.pem")),
+        # Screening: the lowest risk level that routes a version to experts.
+        "FLAG_LEVEL": _env("FLAG_LEVEL", "medium"),
+        "SCREENING_MAX_ATTEMPTS": _env_int("SCREENING_MAX_ATTEMPTS", 3),
+        "STUCK_AFTER": _env_int("STUCK_AFTER", 600),
+        # Deadlines for experts, in seconds.
+        "ACCEPT_WITHIN": _env_int("ACCEPT_WITHIN", 2 * 24 * 3600),
+        "DECIDE_WITHIN": _env_int("DECIDE_WITHIN", 5 * 24 * 3600),
+        "SWEEP_EVERY": _env_int("SWEEP_EVERY", 60),
+        "RELAY_EVERY": _env_int("RELAY_EVERY", 2),
+        # Request limits.
+        "MAX_JSON_BYTES": _env_int("MAX_JSON_BYTES", 10 * 1024 * 1024),
+        "MAX_CONTENT_LENGTH": _env_int("MAX_UPLOAD_BYTES", 2 * 1024 * 1024 * 1024),
+        "MAX_FORM_MEMORY_SIZE": 2 * 1024 * 1024,
+        "MAX_FORM_PARTS": 1000,
+        # Sessions: server-side revocable sign-ins; cookie flags set explicitly.
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": secure_cookies,
+        "SESSION_COOKIE_NAME": "__Host-kepu" if secure_cookies else "kepu_session",
+        "REMEMBER_COOKIE_DURATION": timedelta(hours=12),
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
+        "WTF_CSRF_TIME_LIMIT": 12 * 3600,
+        "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        "JSON_AS_ASCII": False,
+    }

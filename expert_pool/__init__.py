@@ -1,0 +1,1 @@
+"""The expert pool (权威专家队伍) and the review queue."""

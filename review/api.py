@@ -1,0 +1,289 @@
+"""JSON API under /api/v1; bearer-token authentication; errors as {"error", "message"}."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, current_app, g, jsonify, request
+from sqlalchemy import select
+
+from expert_pool import operations as pool_ops
+from expert_pool.models import Assignment, Expert
+from review import operations as ops
+from review.audit import AuditEvent, record_event
+from review.auth import check_password, user_for_token
+from review.db import db
+from review.errors import Forbidden, InvalidInput, NotFound, TooLarge, Unauthorized
+from review.models import Item, Role, User
+from review.web import (
+    deadlines,
+    item_to_dict,
+    latest_publication,
+    load_assignment,
+    load_item,
+    require_role,
+    signer,
+)
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@bp.before_request
+def _authenticate() -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    user = user_for_token(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+    if user is None:
+        raise Unauthorized("缺少或无效的 API 令牌（Authorization: Bearer <token>）")
+    g.api_user = user
+
+
+def _user() -> User:
+    return g.api_user  # type: ignore[no-any-return]
+
+
+def _json_body() -> dict[str, Any]:
+    limit = int(current_app.config["MAX_JSON_BYTES"])
+    too_large = TooLarge(f"JSON 请求体超过上限 {limit} 字节")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    raw = request.get_data(cache=True)
+    if len(raw) > limit:
+        raise too_large
+    if not raw:
+        return {}
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("请求体不是合法的 UTF-8 编码", code="invalid_encoding") from None
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise InvalidInput("JSON 嵌套层数过深", code="invalid_json") from None
+    except ValueError:
+        raise InvalidInput("请求体不是合法的 JSON", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("请求体必须是 JSON 对象", code="invalid_json")
+    return data
+
+
+def _commit() -> None:
+    db.session.commit()
+
+
+@bp.post("/items")
+def create_item() -> Any:
+    """Create an article (optionally submitting it at once)."""
+    user = _user()
+    require_role(user, Role.editor)
+    data = _json_body()
+    submit = data.get("submit", False)
+    if not isinstance(submit, bool):
+        raise InvalidInput("submit 必须是布尔值", field="submit")
+    item = ops.create_item(
+        title=data.get("title"),
+        body=data.get("body", ""),
+        kind=str(data.get("kind", "article")),
+        actor=user,
+        submit=submit,
+    )
+    _commit()
+    return jsonify({"id": item.id, "state": item.state.value}), 201
+
+
+@bp.get("/items")
+def list_items() -> Any:
+    """The caller's visible items, newest first."""
+    user = _user()
+    query = select(Item).order_by(Item.id.desc())
+    if user.has_role(Role.editor):
+        query = query.where(Item.unit_id == user.unit_id)
+    elif user.has_role(Role.expert):
+        expert = Expert.for_user(user)
+        ids = select(Assignment.item_id).where(
+            Assignment.expert_id == (expert.id if expert else -1)
+        )
+        query = query.where(Item.id.in_(ids))
+    state = request.args.get("state")
+    if state:
+        query = query.where(Item.state == state)
+    return jsonify([item_to_dict(i) for i in db.session.scalars(query.limit(500))])
+
+
+@bp.get("/items/<int:item_id>")
+def get_item(item_id: int) -> Any:
+    """One item with its screening, assignments, decisions and publication."""
+    return jsonify(item_to_dict(load_item(_user(), item_id), detail=True))
+
+
+@bp.post("/items/<int:item_id>/submit")
+def submit_item(item_id: int) -> Any:
+    """Submit a draft for screening."""
+    user = _user()
+    item = load_item(user, item_id)
+    ops.submit_item(item, actor=user)
+    _commit()
+    return jsonify({"id": item.id, "state": item.state.value}), 202
+
+
+@bp.post("/items/<int:item_id>/revise")
+def revise_item(item_id: int) -> Any:
+    """Edit the item: a draft in place; otherwise a new version that is screened again."""
+    user = _user()
+    item = load_item(user, item_id)
+    data = _json_body()
+    if item.state.value == "draft":
+        ops.update_draft(
+            item, title=data.get("title", item.title), body=data.get("body", item.body), actor=user
+        )
+    else:
+        ops.revise_item(
+            item, title=data.get("title", item.title), body=data.get("body", item.body), actor=user
+        )
+    _commit()
+    return jsonify(item_to_dict(item)), 200
+
+
+@bp.post("/items/<int:item_id>/withdraw")
+def withdraw_item(item_id: int) -> Any:
+    """Withdraw an unpublished item."""
+    user = _user()
+    item = load_item(user, item_id)
+    ops.withdraw_item(item, actor=user, reason=str(_json_body().get("reason", "")))
+    _commit()
+    return jsonify({"id": item.id, "state": item.state.value})
+
+
+@bp.post("/items/<int:item_id>/publish")
+def publish_item(item_id: int) -> Any:
+    """Publish a cleared or approved version; returns the signed receipt."""
+    user = _user()
+    item = load_item(user, item_id)
+    data = _json_body()
+    pub = ops.publish_item(
+        item, actor=user, signer=signer(), content_sha256=data.get("content_sha256")
+    )
+    _commit()
+    return jsonify({"receipt": pub.receipt})
+
+
+@bp.get("/items/<int:item_id>/receipt")
+def get_receipt(item_id: int) -> Any:
+    """The signed publication receipt and the public key to check it."""
+    item = load_item(_user(), item_id)
+    pub = latest_publication(item)
+    if pub is None:
+        raise NotFound("该稿件尚未发布", code="not_published")
+    return jsonify({"receipt": pub.receipt, "public_key": signer().public_pem()})
+
+
+@bp.get("/assignments")
+def list_assignments() -> Any:
+    """The caller's assignments (experts), newest first."""
+    user = _user()
+    require_role(user, Role.expert)
+    expert = Expert.for_user(user)
+    if expert is None:
+        return jsonify([])
+    rows = db.session.scalars(
+        select(Assignment).where(Assignment.expert_id == expert.id).order_by(Assignment.id.desc())
+    )
+    return jsonify([a.to_dict() for a in rows])
+
+
+@bp.post("/assignments/<int:assignment_id>/accept")
+def accept_assignment(assignment_id: int) -> Any:
+    """Accept an offered review."""
+    user = _user()
+    require_role(user, Role.expert)
+    assignment = load_assignment(user, assignment_id)
+    pool_ops.accept_assignment(assignment, actor=user, deadlines=deadlines())
+    _commit()
+    return jsonify(assignment.to_dict())
+
+
+@bp.post("/assignments/<int:assignment_id>/decline")
+def decline_assignment(assignment_id: int) -> Any:
+    """Decline an offer with a reason; the version goes to the next eligible expert."""
+    user = _user()
+    require_role(user, Role.expert)
+    assignment = load_assignment(user, assignment_id)
+    pool_ops.decline_assignment(
+        assignment, actor=user, reason=_json_body().get("reason"), deadlines=deadlines()
+    )
+    _commit()
+    return jsonify(assignment.to_dict())
+
+
+@bp.post("/assignments/<int:assignment_id>/decision")
+def decide(assignment_id: int) -> Any:
+    """Sign a decision; the password must be entered again."""
+    user = _user()
+    require_role(user, Role.expert)
+    assignment = load_assignment(user, assignment_id)
+    data = _json_body()
+    password = data.get("password")
+    password_ok = isinstance(password, str) and check_password(user, password)
+    if not password_ok:
+        record_event(
+            "review.signature_refused",
+            actor=user,
+            subject_type="item",
+            subject_id=assignment.item_id,
+            data={"assignment": assignment.id},
+        )
+        _commit()
+        raise Forbidden(
+            "密码确认失败：签署审核结论需要重新输入您的登录密码", code="password_required"
+        )
+    expected = data.get("lock_version")
+    decision = pool_ops.decide(
+        assignment,
+        actor=user,
+        decision=data.get("decision"),
+        comment=data.get("comment", ""),
+        references=data.get("references", []),
+        finding_verdicts=data.get("finding_verdicts", {}),
+        password_ok=True,
+        signer=signer(),
+        expected_lock_version=expected if isinstance(expected, int) else None,
+    )
+    _commit()
+    item = db.session.get(Item, assignment.item_id)
+    return jsonify(
+        {
+            "id": decision.id,
+            "decision": decision.decision.value,
+            "item_state": item.state.value if item else None,
+        }
+    )
+
+
+@bp.get("/audit/events")
+def audit_events() -> Any:
+    """Ledger events after ``after`` (auditors and admins)."""
+    user = _user()
+    require_role(user, Role.auditor, Role.admin)
+    try:
+        after = int(request.args.get("after", -1))
+        limit = min(int(request.args.get("limit", 500)), 5000)
+    except ValueError:
+        raise InvalidInput("after 和 limit 必须是整数") from None
+    rows = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.seq > after).order_by(AuditEvent.seq).limit(limit)
+    )
+    return jsonify(
+        [
+            {
+                "seq": e.seq,
+                "at": e.at.isoformat(),
+                "actor": e.actor,
+                "action": e.action,
+                "subject": f"{e.subject_type}:{e.subject_id}",
+                "data": e.data,
+                "hash": e.hash,
+            }
+            for e in rows
+        ]
+    )

@@ -1,0 +1,160 @@
+"""Accounts: argon2 passwords, revocable server-side sign-ins and API tokens."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+
+from review.audit import record_event
+from review.db import db, utcnow
+from review.errors import Conflict, InvalidInput
+from review.models import ApiToken, LoginSession, Role, Unit, User
+from review.operations import clean_text
+
+_hasher = PasswordHasher()
+
+MIN_PASSWORD_CHARS = 8
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of ``password``."""
+    return _hasher.hash(password)
+
+
+def check_password(user: User, password: str) -> bool:
+    """True when ``password`` matches; never raises for a bad hash."""
+    try:
+        return _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def create_user(
+    username: str,
+    *,
+    role: str,
+    password: str,
+    display_name: str | None = None,
+    unit: Unit | None = None,
+    actor: Any,
+) -> User:
+    """Create an account; the role must be one of editor/expert/auditor/admin."""
+    username = clean_text(username, "用户名", max_chars=80, required=True).strip()
+    try:
+        role_value = Role(role)
+    except ValueError:
+        raise InvalidInput("角色只能是 editor、expert、auditor 或 admin", field="role") from None
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise InvalidInput(f"密码至少 {MIN_PASSWORD_CHARS} 位", field="password")
+    if role_value is Role.editor and unit is None:
+        raise InvalidInput("媒体编辑必须隶属一个单位", field="unit")
+    if db.session.scalar(select(User).where(User.username == username)):
+        raise Conflict(f"用户名“{username}”已存在", code="exists")
+    user = User(
+        username=username,
+        display_name=display_name or username,
+        role=role_value,
+        unit_id=unit.id if unit else None,
+        password_hash=hash_password(password),
+    )
+    db.session.add(user)
+    db.session.flush()
+    record_event(
+        "user.created",
+        actor=actor,
+        subject_type="user",
+        subject_id=user.id,
+        data={"username": username, "role": role_value.value, "unit": unit.name if unit else None},
+    )
+    return user
+
+
+def start_login_session(user: User) -> LoginSession:
+    """Record a sign-in; the returned id goes into the session cookie."""
+    login = LoginSession(id=secrets.token_urlsafe(32), user_id=user.id)
+    db.session.add(login)
+    db.session.flush()
+    user.login_session_id = login.id
+    record_event("auth.login", actor=user, subject_type="user", subject_id=user.id)
+    return login
+
+
+def record_failed_login(username: str) -> None:
+    """A failed sign-in is an audit event too (the username as typed, truncated)."""
+    record_event(
+        "auth.login_failed",
+        actor=None,
+        subject_type="user",
+        subject_id="-",
+        data={"username": username[:80]},
+    )
+
+
+def user_for_session(session_id: str) -> User | None:
+    """The user behind a live sign-in, or None when it was revoked or the user disabled."""
+    login = db.session.get(LoginSession, session_id)
+    if login is None or login.revoked_at is not None:
+        return None
+    user = login.user
+    if not user.is_active_user or login.created_at < user.password_changed_at:
+        return None
+    user.login_session_id = login.id
+    return user
+
+
+def end_login_session(user: User) -> None:
+    """Revoke the current sign-in so a copied cookie stops working."""
+    if user.login_session_id:
+        login = db.session.get(LoginSession, user.login_session_id)
+        if login is not None and login.revoked_at is None:
+            login.revoked_at = utcnow()
+    record_event("auth.logout", actor=user, subject_type="user", subject_id=user.id)
+
+
+def set_active(user: User, active: bool, *, actor: Any) -> None:
+    """Enable or disable an account; disabling ends all its sign-ins and tokens."""
+    user.is_active_user = active
+    if not active:
+        now = utcnow()
+        db.session.execute(
+            update(LoginSession)
+            .where(LoginSession.user_id == user.id, LoginSession.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        db.session.execute(
+            update(ApiToken)
+            .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+    db.session.flush()
+    record_event(
+        "user.enabled" if active else "user.disabled",
+        actor=actor,
+        subject_type="user",
+        subject_id=user.id,
+    )
+
+
+def issue_token(user: User, *, name: str = "", actor: Any) -> str:
+    """Create an API token for ``user``; the plain token is returned once and never stored."""
+    token = "kp_" + secrets.token_urlsafe(32)
+    db.session.add(ApiToken(user_id=user.id, name=name, token_hash=ApiToken.hash_token(token)))
+    db.session.flush()
+    record_event(
+        "token.issued", actor=actor, subject_type="user", subject_id=user.id, data={"name": name}
+    )
+    return token
+
+
+def user_for_token(token: str) -> User | None:
+    """The active user owning a live token, or None."""
+    row = db.session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == ApiToken.hash_token(token))
+    )
+    if row is None or row.revoked_at is not None or not row.user.is_active_user:
+        return None
+    return row.user

@@ -1,0 +1,397 @@
+"""The ``kepu`` command: Flask's CLI group plus run, seed-demo, users, audit, rules, outbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, ScriptInfo, routes_command, shell_command, with_appcontext
+from sqlalchemy import select
+
+from review.audit import SYSTEM, iter_exported_events, verify_events
+from review.db import db
+from review.errors import DomainError
+from review.models import Role, User
+
+
+def _make_app(*_: Any) -> Flask:
+    from review import create_app
+
+    return create_app()
+
+
+class KepuGroup(FlaskGroup):
+    """Flask's group without its development ``run`` (ours starts web, worker and scheduler)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(create_app=_make_app, add_default_commands=False, **kwargs)
+        self.add_command(shell_command)
+        self.add_command(routes_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    KepuGroup(name="kepu", help="科普信息科学性审查平台 command line.")()
+
+
+def register_cli(app: Flask) -> None:
+    """Attach the project's commands to ``app.cli``."""
+    for command in (run_command, seed_demo, users_group, audit_group, rules_group, outbox_group):
+        app.cli.add_command(command)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(message, err=True)
+    raise SystemExit(code)
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+
+@click.command("run")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--no-worker", is_flag=True, help="Start only the web server.")
+@with_appcontext
+def run_command(host: str, port: int, no_worker: bool) -> None:
+    """Start the web server plus a Celery worker with the scheduler, on the configured parts."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    _upgrade_if_empty()
+    worker: subprocess.Popen[bytes] | None = None
+    if not no_worker:
+        env = dict(os.environ, KEPU_INSTANCE_PATH=app.instance_path)
+        schedule = Path(app.instance_path) / "celerybeat-schedule"
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "worker",
+                "-B",
+                "-s",
+                str(schedule),
+                "-Q",
+                "screening,media,control",
+                "-c",
+                "2",
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"kepu-{secrets.token_hex(3)}@%h",
+            ],
+            env=env,
+        )
+    click.echo(f"科普信息科学性审查平台 正在运行：http://{host}:{port}/  (Ctrl+C 停止)", err=False)
+    database, broker = app.config["SQLALCHEMY_DATABASE_URI"], app.config["BROKER_URL"]
+    click.echo(f"数据库：{_redact(database)}  队列：{_redact(broker)}")
+    try:
+        app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+def _redact(url: object) -> str:
+    text = str(url)
+    if "@" in text and "://" in text:
+        scheme, rest = text.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return text
+
+
+def _upgrade_if_empty() -> None:
+    """Embedded default: create the schema on first start so `kepu run` works on a new machine."""
+    from flask_migrate import upgrade
+    from sqlalchemy import inspect
+
+    if "alembic_version" not in inspect(db.engine).get_table_names():
+        upgrade()
+
+
+# --- users -------------------------------------------------------------------------------------
+
+
+@click.group("users")
+def users_group() -> None:
+    """Manage accounts."""
+
+
+@users_group.command("create")
+@click.argument("username")
+@click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
+@click.option("--unit", default=None, help="Unit name (created when missing).")
+@click.option("--name", "display_name", default=None, help="Display name.")
+@click.option(
+    "--domain",
+    "domains",
+    multiple=True,
+    help="Expert domain (repeatable); makes a verified expert.",
+)
+@click.option("--max-load", type=int, default=5, show_default=True)
+@click.option("--senior", is_flag=True)
+@click.option("--title", default="", help="Expert title (职称).")
+@click.option("--password", default=None, help="Password (random when omitted, printed).")
+@click.option("--token", is_flag=True, help="Also issue an API token (printed last).")
+@with_appcontext
+def users_create(
+    username: str,
+    role: str,
+    unit: str | None,
+    display_name: str | None,
+    domains: tuple[str, ...],
+    max_load: int,
+    senior: bool,
+    title: str,
+    password: str | None,
+    token: bool,
+) -> None:
+    """Create a user; experts with --domain join the pool verified."""
+    from expert_pool.operations import add_expert
+    from review.auth import create_user, issue_token
+    from review.operations import get_or_create_unit
+
+    given = password or secrets.token_urlsafe(12)
+    try:
+        unit_row = get_or_create_unit(unit, actor=SYSTEM) if unit else None
+        user = create_user(
+            username,
+            role=role,
+            password=given,
+            display_name=display_name,
+            unit=unit_row,
+            actor=SYSTEM,
+        )
+        if role == Role.expert.value and (domains or senior):
+            add_expert(
+                user,
+                domains=list(domains),
+                title=title,
+                max_load=max_load,
+                is_senior=senior,
+                unit=unit_row,
+                actor=SYSTEM,
+            )
+        plain = issue_token(user, name="cli", actor=SYSTEM) if token else None
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        _fail(f"错误：{exc.message}", 2)
+        return
+    click.echo(f"created {role} {username}")
+    if password is None:
+        click.echo(f"password: {given}")
+    if plain:
+        click.echo(plain)
+
+
+@users_group.command("token")
+@click.argument("username")
+@with_appcontext
+def users_token(username: str) -> None:
+    """Issue a new API token for an existing user (printed once)."""
+    from review.auth import issue_token
+
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        _fail(f"no such user: {username}", 2)
+        return
+    plain = issue_token(user, name="cli", actor=SYSTEM)
+    db.session.commit()
+    click.echo(plain)
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """The audit ledger."""
+
+
+@audit_group.command("verify")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Verify an exported events.jsonl instead of the database.",
+)
+def audit_verify(path: str | None) -> None:
+    """Recompute the hash chain; exit 1 naming the first broken event."""
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            result = verify_events(json.loads(line) for line in fh if line.strip())
+    else:
+        app = click.get_current_context().ensure_object(ScriptInfo).load_app()
+        with app.app_context():
+            result = verify_events(iter_exported_events())
+    click.echo(result.message)
+    if not result.ok:
+        click.echo(f"first bad event: seq {result.first_bad_seq}", err=True)
+        raise SystemExit(1)
+
+
+@audit_group.command("export")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write events as JSON lines to this file.",
+)
+@with_appcontext
+def audit_export(out: str) -> None:
+    """Export the ledger as JSON lines (one event with its hash per line)."""
+    count = 0
+    with open(out, "w", encoding="utf-8") as fh:
+        for event in iter_exported_events():
+            fh.write(json.dumps(event, ensure_ascii=False, sort_keys=True) + "\n")
+            count += 1
+    click.echo(f"exported {count} events to {out}")
+
+
+# --- rules -------------------------------------------------------------------------------------
+
+
+@click.group("rules")
+def rules_group() -> None:
+    """The screening engine."""
+
+
+@rules_group.command("test")
+def rules_test() -> None:
+    """Run every rule's must-flag and must-pass examples; name each failure."""
+    import rules
+
+    ruleset = rules.load_default_ruleset()
+    failures = rules.run_examples(ruleset)
+    for f in failures:
+        click.echo(f"FAIL {f.rule_id} {f.kind}: {f.text}  ({f.detail})")
+    click.echo(f"{len(ruleset)} rules, {len(failures)} failing examples")
+    if failures:
+        raise SystemExit(1)
+
+
+@rules_group.command("scan")
+@click.argument("source", type=click.File("rb"))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def rules_scan(source: Any, as_json: bool) -> None:
+    """Screen a UTF-8 text file (or - for standard input) and print the findings."""
+    import rules
+
+    raw = source.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        _fail("错误：输入不是合法的 UTF-8 文本", 2)
+        return
+    segments = rules.segments_from_text(text)
+    report = rules.screen(segments, rules.load_default_ruleset())
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        click.echo(rules.format_scan(report, segments))
+
+
+@rules_group.command("eval")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print only the JSON summary.")
+def rules_eval(path: str, as_json: bool) -> None:
+    """Measure flag rates per label and subset on a JSON-lines file of labelled texts."""
+    import rules
+
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                _fail(f"错误：第 {number} 行不是合法的 JSON", 2)
+    result = rules.evaluate(records, rules.load_default_ruleset())
+    if as_json:
+        summary = {k: v for k, v in result.items() if k not in ("misses", "false_alarms")}
+        click.echo(json.dumps(summary, ensure_ascii=False))
+        return
+    click.echo(f"rules: {result['rules']}")
+    for label, row in result["by_label"].items():
+        click.echo(
+            f"{label:<11} n={row['n']:<5} flagged={row['flagged']:<5} rate={row['rate']:.1%}"
+        )
+    click.echo("by subset:")
+    for subset, labels in result["by_subset"].items():
+        parts = ", ".join(
+            f"{lb} {r['flagged']}/{r['n']} ({r['rate']:.0%})" for lb, r in labels.items()
+        )
+        click.echo(f"  {subset}: {parts}")
+    click.echo(
+        f"precision={result['precision']:.3f} recall={result['recall']:.3f} f1={result['f1']:.3f}"
+    )
+    for key, title in (("misses", "misses (pseudo not flagged)"), ("false_alarms", "false alarms")):
+        rows = result.get(key) or []
+        click.echo(f"\n{title}: {len(rows)}")
+        for row in rows[:200]:
+            click.echo(f"  - {json.dumps(row, ensure_ascii=False)[:300]}")
+
+
+# --- outbox and housekeeping -------------------------------------------------------------------
+
+
+@click.group("outbox")
+def outbox_group() -> None:
+    """The transactional outbox (normally relayed by the scheduler)."""
+
+
+@outbox_group.command("relay")
+@click.option("--loop", is_flag=True, help="Keep relaying every second until interrupted.")
+@with_appcontext
+def outbox_relay(loop: bool) -> None:
+    """Publish pending outbox rows to the broker."""
+    from workers.celery_app import celery  # noqa: F401  (configures the broker)
+    from workers.tasks import relay_outbox
+
+    while True:
+        sent = relay_outbox()
+        click.echo(f"sent {sent}")
+        if not loop:
+            return
+        time.sleep(1)
+
+
+@outbox_group.command("reconcile")
+@with_appcontext
+def outbox_reconcile() -> None:
+    """Re-queue stuck screenings and offer flagged items that wait without a reviewer."""
+    from workers.tasks import reconcile
+
+    click.echo(json.dumps(reconcile()))
+
+
+# --- demo data ---------------------------------------------------------------------------------
+
+
+@click.command("seed-demo")
+@with_appcontext
+def seed_demo() -> None:
+    """Create demo units, one account per role, experts in every domain and sample items."""
+    from review.demo import seed
+
+    accounts = seed(Path(current_app.instance_path))
+    click.echo("演示账号（用户名 / 密码 / 角色）：")
+    for username, password, role in accounts:
+        click.echo(f"  {username:<14} {password:<20} {role}")

@@ -1,0 +1,482 @@
+"""State-changing operations on items: mutate, flush, write the audit event, never commit."""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from review.audit import SYSTEM, record_event
+from review.db import db, utcnow
+from review.errors import Conflict, Forbidden, InvalidInput
+from review.lifecycle import Action, ItemState, next_state
+from review.models import (
+    Decision,
+    DecisionKind,
+    Finding,
+    Item,
+    ItemKind,
+    OutboxMessage,
+    Publication,
+    Role,
+    ScreeningReport,
+    Unit,
+    User,
+    Version,
+)
+from review.signing import Signer
+
+log = logging.getLogger(__name__)
+
+MAX_TITLE_CHARS = 500
+MAX_BODY_CHARS = 1_000_000
+
+SCREEN_TASK = "kepu.screen_version"
+
+
+# --- input hygiene -----------------------------------------------------------------------------
+
+
+def clean_text(value: object, field: str, *, max_chars: int, required: bool = False) -> str:
+    """Validate user text: a string, no NUL or lone surrogates, within length; stored as sent."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"字段“{field}”必须是文本", code="invalid_field", field=field)
+    if "\x00" in value:
+        raise InvalidInput(
+            f"字段“{field}”含有非法的空字符（NUL）", code="invalid_text", field=field
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            f"字段“{field}”含有无法编码的字符（孤立代理项）", code="invalid_text", field=field
+        ) from None
+    if len(value) > max_chars:
+        raise InvalidInput(
+            f"字段“{field}”过长：最多 {max_chars} 个字符", code="too_long", field=field
+        )
+    if required and not value.strip():
+        raise InvalidInput(f"字段“{field}”不能为空", code="required", field=field)
+    return value
+
+
+def _title(value: object) -> str:
+    title = clean_text(value, "标题", max_chars=MAX_TITLE_CHARS, required=True)
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\t" for ch in title):
+        raise InvalidInput("标题不能含有控制字符或换行", code="invalid_text", field="title")
+    return title
+
+
+def _body(value: object) -> str:
+    return clean_text(value, "正文", max_chars=MAX_BODY_CHARS)
+
+
+# --- outbox ------------------------------------------------------------------------------------
+
+
+def enqueue(task: str, *args: Any, delay: float = 0) -> OutboxMessage:
+    """Queue a task through the outbox; the relay publishes it after this transaction commits."""
+    msg = OutboxMessage(
+        task=task, args=list(args), available_at=utcnow() + timedelta(seconds=delay)
+    )
+    db.session.add(msg)
+    db.session.flush()
+    return msg
+
+
+# --- transitions -------------------------------------------------------------------------------
+
+
+def transition(
+    item: Item, action: Action, *, actor: Any, data: Mapping[str, Any] | None = None
+) -> None:
+    """Move ``item`` along the transition table and write the audit event."""
+    before = item.state
+    after = next_state(before, action)
+    item.state = after
+    item.lock_version += 1
+    item.state_changed_at = item.updated_at = utcnow()
+    db.session.flush()
+    record_event(
+        f"item.{action.value}",
+        actor=actor,
+        subject_type="item",
+        subject_id=item.id,
+        data={"from": before.value, "to": after.value, **(data or {})},
+    )
+
+
+def _require_editor_of(item: Item, actor: User) -> None:
+    if not item.can_edit(actor):
+        raise Forbidden("只有本单位的媒体编辑可以执行此操作")
+
+
+# --- editors -----------------------------------------------------------------------------------
+
+
+def create_item(
+    *, title: object, body: object, actor: User, kind: str = "article", submit: bool = False
+) -> Item:
+    """Create a draft article in the actor's unit, optionally submitting it at once."""
+    if not actor.has_role(Role.editor) or actor.unit_id is None:
+        raise Forbidden("只有隶属媒体单位的编辑可以创建稿件")
+    try:
+        item_kind = ItemKind(kind)
+    except ValueError:
+        raise InvalidInput(
+            "稿件类型只能是 article 或 video", code="invalid_field", field="kind"
+        ) from None
+    if item_kind is not ItemKind.article:
+        raise InvalidInput("视频稿件需通过上传接口提交", code="unsupported_kind", field="kind")
+    item = Item(
+        kind=item_kind,
+        unit_id=actor.unit_id,
+        created_by_id=actor.id,
+        title=_title(title),
+        body=_body(body),
+        state=ItemState.draft,
+    )
+    db.session.add(item)
+    db.session.flush()
+    record_event(
+        "item.created",
+        actor=actor,
+        subject_type="item",
+        subject_id=item.id,
+        data={"kind": item_kind.value, "title": item.title},
+    )
+    if submit:
+        submit_item(item, actor=actor)
+    return item
+
+
+def update_draft(item: Item, *, title: object, body: object, actor: User) -> None:
+    """Change the working copy of a draft (no version is frozen until submit)."""
+    _require_editor_of(item, actor)
+    if item.state is not ItemState.draft:
+        raise Conflict("只有草稿可以直接编辑；已提交的稿件请使用“修改后重新提交”")
+    item.title, item.body = _title(title), _body(body)
+    item.updated_at = utcnow()
+    db.session.flush()
+    record_event("item.edited", actor=actor, subject_type="item", subject_id=item.id)
+
+
+def _freeze_version(item: Item, actor: User) -> Version:
+    number = (
+        db.session.scalar(select(func.max(Version.number)).where(Version.item_id == item.id)) or 0
+    ) + 1
+    version = Version(
+        item_id=item.id,
+        number=number,
+        title=item.title,
+        body=item.body,
+        content_sha256=Version.compute_sha256(item.title, item.body),
+        created_by_id=actor.id,
+    )
+    db.session.add(version)
+    db.session.flush()
+    item.current_version_id = version.id
+    item.current_version = version
+    item.screening_attempts = 0
+    item.screening_failed = False
+    item.needs_admin = False
+    return version
+
+
+def submit_item(item: Item, *, actor: User) -> Version:
+    """Freeze the draft as version 1 (or next) and queue it for screening."""
+    _require_editor_of(item, actor)
+    next_state(item.state, Action.submit)  # refuse early, before freezing anything
+    version = _freeze_version(item, actor)
+    transition(
+        item,
+        Action.submit,
+        actor=actor,
+        data={"version": version.number, "content_sha256": version.content_sha256},
+    )
+    enqueue(SCREEN_TASK, version.id)
+    return version
+
+
+def revise_item(item: Item, *, title: object, body: object, actor: User) -> Version:
+    """Edit a submitted item: a new version is frozen and screened again."""
+    _require_editor_of(item, actor)
+    next_state(item.state, Action.revise)
+    item.title, item.body = _title(title), _body(body)
+    version = _freeze_version(item, actor)
+    transition(
+        item,
+        Action.revise,
+        actor=actor,
+        data={"version": version.number, "content_sha256": version.content_sha256},
+    )
+    enqueue(SCREEN_TASK, version.id)
+    return version
+
+
+def withdraw_item(item: Item, *, actor: User, reason: str = "") -> None:
+    """Take an item out of the workflow before publication."""
+    _require_editor_of(item, actor)
+    transition(
+        item,
+        Action.withdraw,
+        actor=actor,
+        data={"reason": clean_text(reason, "原因", max_chars=2000)},
+    )
+
+
+# --- screening (called by the worker) ----------------------------------------------------------
+
+
+def begin_screening(version: Version, *, max_attempts: int) -> str:
+    """Count an attempt at the task's start; returns 'screen', 'done' or 'failed' (gave up)."""
+    item = version.item
+    if item.current_version_id != version.id:
+        return "done"  # superseded by a newer version; nothing to do
+    if db.session.scalar(
+        select(func.count())
+        .select_from(ScreeningReport)
+        .where(ScreeningReport.version_id == version.id)
+    ):
+        return "done"
+    if item.state not in (ItemState.submitted, ItemState.screening):
+        return "done"
+    if item.state is ItemState.submitted:
+        transition(item, Action.start_screening, actor=SYSTEM, data={"version": version.number})
+    item.screening_attempts += 1
+    db.session.flush()
+    if item.screening_attempts > max_attempts:
+        fail_screening(version, error=f"初筛连续失败 {max_attempts} 次")
+        return "failed"
+    return "screen"
+
+
+def fail_screening(version: Version, *, error: str) -> ScreeningReport:
+    """Give up on automatic screening: the version goes to experts as flagged."""
+    report = ScreeningReport(
+        version_id=version.id,
+        ruleset_version="failed",
+        risk_score=0,
+        risk_level="high",
+        domains=[],
+        is_flagged=True,
+        is_failed=True,
+        error=error,
+    )
+    db.session.add(report)
+    version.item.screening_failed = True
+    db.session.flush()
+    transition(
+        version.item, Action.flag, actor=SYSTEM, data={"reason": "screening_failed", "error": error}
+    )
+    return report
+
+
+def record_screening(
+    version: Version, report: Mapping[str, Any], *, flagged: bool
+) -> ScreeningReport:
+    """Store a screening report with its findings and route the item to cleared or flagged."""
+    row = ScreeningReport(
+        version_id=version.id,
+        ruleset_version=str(report["ruleset_version"]),
+        risk_score=float(report["risk_score"]),
+        risk_level=str(report["risk_level"]),
+        domains=list(report.get("domains", [])),
+        is_flagged=flagged,
+    )
+    db.session.add(row)
+    db.session.flush()
+    for f in report.get("findings", []):
+        db.session.add(
+            Finding(
+                report_id=row.id,
+                version_id=version.id,
+                rule_id=f["rule_id"],
+                rule_version=f.get("rule_version"),
+                category=f["category"],
+                severity=f["severity"],
+                segment=f.get("segment_kind", "body"),
+                start=f["start"],
+                end=f["end"],
+                text=f["text"],
+                explanation=f.get("explanation", ""),
+                context=f.get("context"),
+                score=float(f.get("score", 0)),
+                start_time=f.get("start_time"),
+                end_time=f.get("end_time"),
+            )
+        )
+    db.session.flush()
+    transition(
+        version.item,
+        Action.flag if flagged else Action.clear,
+        actor=SYSTEM,
+        data={
+            "version": version.number,
+            "risk_level": row.risk_level,
+            "risk_score": row.risk_score,
+            "ruleset_version": row.ruleset_version,
+            "findings": len(report.get("findings", [])),
+        },
+    )
+    return row
+
+
+def stuck_versions(*, older_than: timedelta) -> Sequence[Version]:
+    """Current versions of items waiting in submitted/screening for longer than ``older_than``."""
+    cutoff = utcnow() - older_than
+    return db.session.scalars(
+        select(Version)
+        .join(Item, Item.current_version_id == Version.id)
+        .where(Item.state.in_([ItemState.submitted, ItemState.screening]))
+        .where(Item.state_changed_at < cutoff)
+    ).all()
+
+
+def requeue_stuck(*, older_than: timedelta) -> int:
+    """Re-enqueue screening for stuck versions (the broker may have lost the message)."""
+    count = 0
+    for version in stuck_versions(older_than=older_than):
+        item = version.item
+        item.state_changed_at = utcnow()  # so the next sweep waits again
+        enqueue(SCREEN_TASK, version.id)
+        record_event(
+            "item.screening_requeued",
+            actor=SYSTEM,
+            subject_type="item",
+            subject_id=item.id,
+            data={"version": version.number, "state": item.state.value},
+        )
+        count += 1
+    return count
+
+
+# --- decisions, publication --------------------------------------------------------------------
+
+
+def decision_payload(decision: Decision) -> dict[str, Any]:
+    """What an expert's signature covers."""
+    return {
+        "item_id": decision.item_id,
+        "version_id": decision.version_id,
+        "content_sha256": decision.content_sha256,
+        "expert": decision.expert_user_id,
+        "decision": decision.decision.value,
+        "comment": decision.comment,
+        "references": list(decision.references),
+        "finding_verdicts": dict(decision.finding_verdicts),
+        "signed_at": decision.signed_at.isoformat(),
+    }
+
+
+def conclude_review(
+    item: Item, outcome: DecisionKind, *, actor: Any, data: Mapping[str, Any]
+) -> None:
+    """Apply the combined outcome of the reviewers to the item."""
+    action = {
+        DecisionKind.approve: Action.approve,
+        DecisionKind.request_changes: Action.request_changes,
+        DecisionKind.reject: Action.reject,
+    }[outcome]
+    transition(item, action, actor=actor, data=data)
+
+
+def publish_item(
+    item: Item, *, actor: User, signer: Signer, content_sha256: str | None = None
+) -> Publication:
+    """Publish the current version if it is cleared or approved; returns the signed receipt."""
+    _require_editor_of(item, actor)
+    version = item.current_version
+    if version is None:
+        raise Conflict("稿件还没有提交过任何版本")
+    if content_sha256 is not None and content_sha256 != version.content_sha256:
+        raise Conflict("要发布的版本与当前版本的内容哈希不一致", code="hash_mismatch")
+    existing = db.session.scalar(select(Publication).where(Publication.version_id == version.id))
+    if existing is not None and item.state is ItemState.published:
+        raise Conflict("该版本已经发布", code="already_published")
+    outcome = "cleared" if item.state is ItemState.cleared else "approved"
+    decisions: list[Decision] = []
+    if item.state is ItemState.approved:
+        decisions = list(
+            db.session.scalars(
+                select(Decision).where(
+                    Decision.version_id == version.id, Decision.decision == DecisionKind.approve
+                )
+            )
+        )
+        if not decisions or any(d.content_sha256 != version.content_sha256 for d in decisions):
+            raise Conflict("审核通过的版本与当前版本不一致，不能发布", code="hash_mismatch")
+    before_state = item.state
+    # Conditional update: of two concurrent publishes exactly one moves the row.
+    moved = db.session.execute(
+        update(Item)
+        .where(
+            Item.id == item.id, Item.state == before_state, Item.lock_version == item.lock_version
+        )
+        .values(lock_version=Item.lock_version + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        raise Conflict("稿件状态已被其他操作改变，请刷新后重试", code="conflict")
+    item.lock_version += 1
+    transition(item, Action.publish, actor=actor, data={"version": version.number})
+    now = utcnow()
+    receipt: dict[str, Any] = {
+        "item_id": item.id,
+        "title": version.title,
+        "version": version.number,
+        "content_sha256": version.content_sha256,
+        "decision": outcome,
+        "experts": sorted({d.expert_user.display_name for d in decisions}),
+        "published_at": now.isoformat(),
+        "key_id": signer.key_id,
+    }
+    receipt["signature"] = signer.sign(receipt)
+    pub = Publication(
+        item_id=item.id,
+        version_id=version.id,
+        content_sha256=version.content_sha256,
+        published_by_id=actor.id,
+        published_at=now,
+        receipt=receipt,
+    )
+    db.session.add(pub)
+    db.session.flush()
+    record_event(
+        "publication.issued",
+        actor=actor,
+        subject_type="item",
+        subject_id=item.id,
+        data={
+            "version": version.number,
+            "content_sha256": version.content_sha256,
+            "key_id": signer.key_id,
+        },
+    )
+    return pub
+
+
+# --- units and users ---------------------------------------------------------------------------
+
+
+def get_or_create_unit(name: str, *, actor: Any, kind: str = "media") -> Unit:
+    """The unit called ``name``, created when missing."""
+    unit = db.session.scalar(select(Unit).where(Unit.name == name))
+    if unit is None:
+        unit = Unit(name=clean_text(name, "单位", max_chars=200, required=True), kind=kind)
+        db.session.add(unit)
+        db.session.flush()
+        record_event(
+            "unit.created",
+            actor=actor,
+            subject_type="unit",
+            subject_id=unit.id,
+            data={"name": name},
+        )
+    return unit

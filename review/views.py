@@ -1,0 +1,565 @@
+"""Server-rendered pages in Simplified Chinese for editors, experts, auditors and admins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy import func, or_, select, text
+
+from expert_pool import operations as pool_ops
+from expert_pool.models import Assignment, AssignmentState, Expert
+from review import login_manager
+from review import operations as ops
+from review.audit import AuditEvent, record_event
+from review.auth import (
+    check_password,
+    create_user,
+    end_login_session,
+    record_failed_login,
+    set_active,
+    start_login_session,
+    user_for_session,
+)
+from review.db import db
+from review.errors import DomainError, Forbidden, InvalidInput, NotFound
+from review.lifecycle import ItemState
+from review.models import Item, Role, Unit, User
+from review.web import (
+    deadlines,
+    item_assignments,
+    item_decisions,
+    latest_publication,
+    load_assignment,
+    load_item,
+    roles_required,
+    signer,
+)
+from rules import DOMAINS
+
+bp = Blueprint("web", __name__)
+
+login_manager.login_view = "web.login"
+login_manager.login_message = "请先登录"
+
+
+@login_manager.user_loader
+def _load_user(session_id: str) -> User | None:
+    return user_for_session(session_id)
+
+
+@login_manager.unauthorized_handler
+def _unauthorized() -> Any:
+    if request.path.startswith("/api/") or request.is_json:
+        return jsonify({"error": "unauthorized", "message": "请先登录"}), 401
+    return redirect(
+        url_for("web.login", next=request.full_path if request.method == "GET" else None)
+    )
+
+
+def _safe_next(target: str | None) -> str | None:
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return None
+
+
+# --- health, sign-in ---------------------------------------------------------------------------
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    """Liveness and database check for load balancers."""
+    db.session.execute(text("SELECT 1"))
+    return jsonify({"status": "ok"})
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    """Sign in with username and password."""
+    if request.method == "POST":
+        username = request.form.get("username", "").strip()
+        password = request.form.get("password", "")
+        user = (
+            db.session.scalar(select(User).where(User.username == username)) if username else None
+        )
+        if user is None or not user.is_active_user or not check_password(user, password):
+            record_failed_login(username)
+            db.session.commit()
+            flash("用户名或密码错误，或账号已停用", "error")
+            return render_template("login.html", username=username), 401
+        session.clear()  # a fresh session: no fixation
+        start_login_session(user)
+        login_user(user)
+        db.session.commit()
+        return redirect(_safe_next(request.args.get("next")) or url_for("web.home"))
+    return render_template("login.html", username="")
+
+
+@bp.post("/logout")
+@login_required
+def logout() -> Any:
+    """Sign out and revoke this sign-in on the server."""
+    end_login_session(current_user)
+    db.session.commit()
+    logout_user()
+    session.clear()
+    flash("您已退出登录", "info")
+    return redirect(url_for("web.login"))
+
+
+@bp.get("/")
+@login_required
+def home() -> Any:
+    """Each role's start page."""
+    target = {
+        Role.editor: "web.items",
+        Role.expert: "web.assignments",
+        Role.auditor: "web.audit_log",
+        Role.admin: "web.admin_users",
+    }[current_user.role]
+    return redirect(url_for(target))
+
+
+# --- editors -----------------------------------------------------------------------------------
+
+
+@bp.get("/items")
+@login_required
+@roles_required(Role.editor, Role.auditor, Role.admin)
+def items() -> Any:
+    """Items visible to the user, with their state."""
+    query = select(Item).order_by(Item.updated_at.desc())
+    if current_user.has_role(Role.editor):
+        query = query.where(Item.unit_id == current_user.unit_id)
+    state = request.args.get("state", "")
+    if state in ItemState.__members__:
+        query = query.where(Item.state == ItemState(state))
+    rows = db.session.scalars(query.limit(500)).all()
+    return render_template("items.html", items=rows, states=list(ItemState), state=state)
+
+
+@bp.route("/items/new", methods=["GET", "POST"])
+@login_required
+@roles_required(Role.editor)
+def new_item() -> Any:
+    """Write or paste an article; save as draft or submit."""
+    if request.method == "POST":
+        try:
+            item = ops.create_item(
+                title=request.form.get("title"),
+                body=request.form.get("body", ""),
+                actor=current_user,
+                submit=request.form.get("action") == "submit",
+            )
+        except InvalidInput as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+            return render_template("item_form.html", item=None, form=request.form), 400
+        db.session.commit()
+        flash(
+            "已提交，正在进行机器初筛" if item.state is ItemState.submitted else "草稿已保存",
+            "info",
+        )
+        return redirect(url_for("web.item_detail", item_id=item.id))
+    return render_template("item_form.html", item=None, form={})
+
+
+@bp.get("/items/<int:item_id>")
+@login_required
+def item_detail(item_id: int) -> Any:
+    """An item with its versions, screening findings, assignments and decisions."""
+    item = load_item(current_user, item_id)
+    version = item.current_version
+    report = version.report if version else None
+    return render_template(
+        "item_detail.html",
+        item=item,
+        version=version,
+        report=report,
+        pieces=highlight(version.body, report.findings if report else [], "body")
+        if version
+        else [],
+        assignments=item_assignments(item),
+        decisions=item_decisions(item),
+        publication=latest_publication(item),
+    )
+
+
+@bp.route("/items/<int:item_id>/edit", methods=["GET", "POST"])
+@login_required
+@roles_required(Role.editor)
+def edit_item(item_id: int) -> Any:
+    """Edit a draft, or revise a submitted item (a new version is screened)."""
+    item = load_item(current_user, item_id)
+    if request.method == "POST":
+        title, body = request.form.get("title"), request.form.get("body", "")
+        try:
+            if item.state is ItemState.draft:
+                ops.update_draft(item, title=title, body=body, actor=current_user)
+                if request.form.get("action") == "submit":
+                    ops.submit_item(item, actor=current_user)
+            else:
+                ops.revise_item(item, title=title, body=body, actor=current_user)
+        except InvalidInput as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+            return render_template("item_form.html", item=item, form=request.form), 400
+        db.session.commit()
+        flash("已保存" if item.state is ItemState.draft else "新版本已提交，正在重新初筛", "info")
+        return redirect(url_for("web.item_detail", item_id=item.id))
+    return render_template(
+        "item_form.html", item=item, form={"title": item.title, "body": item.body}
+    )
+
+
+def _editor_action(item_id: int, action: str) -> Any:
+    item = load_item(current_user, item_id)
+    if action == "submit":
+        ops.submit_item(item, actor=current_user)
+        message = "已提交，正在进行机器初筛"
+    elif action == "withdraw":
+        ops.withdraw_item(item, actor=current_user, reason=request.form.get("reason", ""))
+        message = "稿件已撤回"
+    else:
+        ops.publish_item(
+            item,
+            actor=current_user,
+            signer=signer(),
+            content_sha256=request.form.get("content_sha256") or None,
+        )
+        message = "已发布，可下载签名回执"
+    db.session.commit()
+    flash(message, "info")
+    return redirect(url_for("web.item_detail", item_id=item.id))
+
+
+@bp.post("/items/<int:item_id>/submit")
+@login_required
+@roles_required(Role.editor)
+def submit_item(item_id: int) -> Any:
+    """Submit a draft."""
+    return _editor_action(item_id, "submit")
+
+
+@bp.post("/items/<int:item_id>/withdraw")
+@login_required
+@roles_required(Role.editor)
+def withdraw_item(item_id: int) -> Any:
+    """Withdraw an unpublished item."""
+    return _editor_action(item_id, "withdraw")
+
+
+@bp.post("/items/<int:item_id>/publish")
+@login_required
+@roles_required(Role.editor)
+def publish_item(item_id: int) -> Any:
+    """Publish a cleared or approved version."""
+    return _editor_action(item_id, "publish")
+
+
+@bp.get("/items/<int:item_id>/receipt")
+@login_required
+def receipt(item_id: int) -> Any:
+    """Download the signed publication receipt (JSON) with the public key."""
+    item = load_item(current_user, item_id)
+    pub = latest_publication(item)
+    if pub is None:
+        raise NotFound("该稿件尚未发布")
+    if current_user.has_role(Role.auditor):
+        record_event(
+            "audit.download",
+            actor=current_user,
+            subject_type="item",
+            subject_id=item.id,
+            data={"what": "receipt"},
+        )
+        db.session.commit()
+    body = current_app.json.dumps({"receipt": pub.receipt, "public_key": signer().public_pem()})
+    return Response(
+        body,
+        mimetype="application/json",
+        headers={
+            "Content-Disposition": (
+                f"attachment; filename=receipt-{item.id}-v{pub.receipt['version']}.json"
+            )
+        },
+    )
+
+
+# --- experts -----------------------------------------------------------------------------------
+
+
+@bp.get("/assignments")
+@login_required
+@roles_required(Role.expert)
+def assignments() -> Any:
+    """The expert's offers and reviews with their deadlines."""
+    expert = Expert.for_user(current_user)
+    rows = db.session.scalars(
+        select(Assignment)
+        .where(Assignment.expert_id == (expert.id if expert else -1))
+        .order_by(Assignment.id.desc())
+    ).all()
+    return render_template("assignments.html", expert=expert, assignments=rows)
+
+
+@bp.get("/assignments/<int:assignment_id>")
+@login_required
+@roles_required(Role.expert, Role.auditor, Role.admin)
+def review_page(assignment_id: int) -> Any:
+    """The review page: the version's text with findings highlighted, and the decision form."""
+    assignment = load_assignment(current_user, assignment_id)
+    version = assignment.version
+    report = version.report
+    findings = report.findings if report else []
+    return render_template(
+        "review.html",
+        assignment=assignment,
+        item=assignment.item,
+        version=version,
+        report=report,
+        findings=findings,
+        title_pieces=highlight(version.title, findings, "title"),
+        pieces=highlight(version.body, findings, "body"),
+        decisions=item_decisions(assignment.item),
+        can_act=current_user.has_role(Role.expert) and assignment.is_open,
+    )
+
+
+@bp.post("/assignments/<int:assignment_id>/accept")
+@login_required
+@roles_required(Role.expert)
+def accept(assignment_id: int) -> Any:
+    """Accept an offer."""
+    assignment = load_assignment(current_user, assignment_id)
+    pool_ops.accept_assignment(assignment, actor=current_user, deadlines=deadlines())
+    db.session.commit()
+    flash("已接受审核任务", "info")
+    return redirect(url_for("web.review_page", assignment_id=assignment.id))
+
+
+@bp.post("/assignments/<int:assignment_id>/decline")
+@login_required
+@roles_required(Role.expert)
+def decline(assignment_id: int) -> Any:
+    """Decline an offer with a reason."""
+    assignment = load_assignment(current_user, assignment_id)
+    pool_ops.decline_assignment(
+        assignment, actor=current_user, reason=request.form.get("reason"), deadlines=deadlines()
+    )
+    db.session.commit()
+    flash("已谢绝，系统将转给其他专家", "info")
+    return redirect(url_for("web.assignments"))
+
+
+@bp.post("/assignments/<int:assignment_id>/decision")
+@login_required
+@roles_required(Role.expert)
+def decision(assignment_id: int) -> Any:
+    """Sign the decision (password re-entered)."""
+    assignment = load_assignment(current_user, assignment_id)
+    verdicts = {
+        key.removeprefix("verdict_"): value
+        for key, value in request.form.items()
+        if key.startswith("verdict_") and value
+    }
+    password_ok = check_password(current_user, request.form.get("password", ""))
+    try:
+        lock = int(request.form.get("lock_version", ""))
+    except ValueError:
+        lock = None
+    try:
+        pool_ops.decide(
+            assignment,
+            actor=current_user,
+            decision=request.form.get("decision"),
+            comment=request.form.get("comment", ""),
+            references=request.form.get("references", ""),
+            finding_verdicts=verdicts,
+            password_ok=password_ok,
+            signer=signer(),
+            expected_lock_version=lock,
+        )
+    except DomainError as exc:
+        db.session.rollback()
+        if exc.code == "password_required":
+            record_event(
+                "review.signature_refused",
+                actor=current_user,
+                subject_type="item",
+                subject_id=assignment.item_id,
+                data={"assignment": assignment.id},
+            )
+            db.session.commit()
+        flash(exc.message, "error")
+        return redirect(url_for("web.review_page", assignment_id=assignment.id)), 303
+    db.session.commit()
+    flash("审核结论已签署", "info")
+    return redirect(url_for("web.assignments"))
+
+
+# --- auditors ----------------------------------------------------------------------------------
+
+
+@bp.get("/audit")
+@login_required
+@roles_required(Role.auditor, Role.admin)
+def audit_log() -> Any:
+    """The ledger, newest first, filterable by action, actor and item."""
+    query = select(AuditEvent).order_by(AuditEvent.seq.desc())
+    action = request.args.get("action", "").strip()
+    actor = request.args.get("actor", "").strip()
+    item_id = request.args.get("item", "").strip()
+    if action:
+        query = query.where(AuditEvent.action.like(f"{action}%"))
+    if actor:
+        query = query.where(AuditEvent.actor == actor)
+    if item_id:
+        query = query.where(AuditEvent.subject_type == "item", AuditEvent.subject_id == item_id)
+    events = db.session.scalars(query.limit(300)).all()
+    total = db.session.scalar(select(func.count()).select_from(AuditEvent))
+    return render_template(
+        "audit.html",
+        events=events,
+        total=total,
+        filters={"action": action, "actor": actor, "item": item_id},
+    )
+
+
+@bp.get("/audit/items/<int:item_id>")
+@login_required
+@roles_required(Role.auditor, Role.admin)
+def audit_trail(item_id: int) -> Any:
+    """An item's full trail as a timeline."""
+    item = load_item(current_user, item_id)
+    events = db.session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.subject_type == "item", AuditEvent.subject_id == str(item.id))
+        .order_by(AuditEvent.seq)
+    ).all()
+    return render_template("trail.html", item=item, events=events, decisions=item_decisions(item))
+
+
+# --- admins ------------------------------------------------------------------------------------
+
+
+@bp.route("/admin/users", methods=["GET", "POST"])
+@login_required
+@roles_required(Role.admin)
+def admin_users() -> Any:
+    """List and create users."""
+    if request.method == "POST":
+        form = request.form
+        try:
+            unit_name = form.get("unit", "").strip()
+            unit = ops.get_or_create_unit(unit_name, actor=current_user) if unit_name else None
+            user = create_user(
+                form.get("username", ""),
+                role=form.get("role", ""),
+                password=form.get("password", ""),
+                display_name=form.get("display_name") or None,
+                unit=unit,
+                actor=current_user,
+            )
+            domains = [d for d in form.getlist("domains") if d]
+            if user.role is Role.expert and domains:
+                pool_ops.add_expert(
+                    user,
+                    domains=domains,
+                    title=form.get("title", ""),
+                    is_senior=bool(form.get("senior")),
+                    actor=current_user,
+                )
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+        else:
+            db.session.commit()
+            flash(f"已创建用户 {user.username}", "info")
+        return redirect(url_for("web.admin_users"))
+    users = db.session.scalars(select(User).order_by(User.id)).all()
+    return render_template("admin_users.html", users=users, roles=list(Role), domains=DOMAINS)
+
+
+@bp.post("/admin/users/<int:user_id>/active")
+@login_required
+@roles_required(Role.admin)
+def admin_toggle_user(user_id: int) -> Any:
+    """Enable or disable an account (disabling ends its sign-ins and tokens)."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("找不到该用户")
+    if user.id == current_user.id:
+        raise Forbidden("不能停用自己的账号")
+    set_active(user, not user.is_active_user, actor=current_user)
+    db.session.commit()
+    flash(f"已{'启用' if user.is_active_user else '停用'} {user.username}", "info")
+    return redirect(url_for("web.admin_users"))
+
+
+@bp.get("/admin/experts")
+@login_required
+@roles_required(Role.admin, Role.auditor)
+def admin_experts() -> Any:
+    """The expert pool with current load."""
+    experts = db.session.scalars(select(Expert).order_by(Expert.id)).all()
+    return render_template("admin_experts.html", experts=experts, loads=pool_ops.expert_loads())
+
+
+@bp.get("/admin/queue")
+@login_required
+@roles_required(Role.admin, Role.auditor)
+def admin_queue() -> Any:
+    """Items waiting for experts, and those that need an admin."""
+    waiting = db.session.scalars(
+        select(Item)
+        .where(
+            or_(
+                Item.needs_admin.is_(True), Item.state.in_([ItemState.flagged, ItemState.in_review])
+            )
+        )
+        .order_by(Item.state_changed_at)
+    ).all()
+    open_assignments = db.session.scalars(
+        select(Assignment)
+        .where(Assignment.state.in_([AssignmentState.offered, AssignmentState.accepted]))
+        .order_by(Assignment.due_at)
+    ).all()
+    return render_template("admin_queue.html", items=waiting, assignments=open_assignments)
+
+
+def highlight(text_value: str, findings: list[Any], segment: str) -> list[tuple[str, Any]]:
+    """Split text into (piece, finding-or-None) so templates can mark findings safely (escaped)."""
+    spans = sorted(
+        (f for f in findings if f.segment == segment and 0 <= f.start < f.end <= len(text_value)),
+        key=lambda f: (f.start, -f.end),
+    )
+    pieces: list[tuple[str, Any]] = []
+    pos = 0
+    for f in spans:
+        if f.start < pos:
+            continue  # overlapping span: the earlier, longer one is shown
+        if f.start > pos:
+            pieces.append((text_value[pos : f.start], None))
+        pieces.append((text_value[f.start : f.end], f))
+        pos = f.end
+    if pos < len(text_value):
+        pieces.append((text_value[pos:], None))
+    return pieces
+
+
+@bp.app_context_processor
+def _inject() -> dict[str, Any]:
+    return {"Role": Role, "Unit": Unit}

@@ -1,0 +1,162 @@
+"""Helpers shared by the pages and the API: loading with visibility, serialising, deadlines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import current_app
+from sqlalchemy import select
+
+from expert_pool.models import Assignment, Expert
+from expert_pool.operations import Deadlines, visible_to_expert
+from review.db import db
+from review.errors import Forbidden, NotFound
+from review.models import Decision, Item, Publication, Role, User
+from review.signing import Signer
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def deadlines() -> Deadlines:
+    """The configured expert deadlines."""
+    return Deadlines(
+        accept_within=int(current_app.config["ACCEPT_WITHIN"]),
+        decide_within=int(current_app.config["DECIDE_WITHIN"]),
+    )
+
+
+def signer() -> Signer:
+    """The instance's signing key."""
+    return current_app.extensions["kepu_signer"]  # type: ignore[no-any-return]
+
+
+def can_see_item(user: User, item: Item) -> bool:
+    """Visibility: own unit (editors), assigned (experts), everything (auditors, admins)."""
+    if item.is_visible_to(user):
+        return True
+    return user.has_role(Role.expert) and visible_to_expert(item, user)
+
+
+def load_item(user: User, item_id: int) -> Item:
+    """The item, or NotFound when it does not exist or the user may not see it."""
+    item = db.session.get(Item, item_id)
+    if item is None or not can_see_item(user, item):
+        raise NotFound("找不到该稿件")
+    return item
+
+
+def load_assignment(user: User, assignment_id: int) -> Assignment:
+    """The assignment when it is the user's own (admins and auditors may read any)."""
+    assignment = db.session.get(Assignment, assignment_id)
+    if assignment is None:
+        raise NotFound("找不到该审核任务")
+    if user.has_role(Role.auditor, Role.admin):
+        return assignment
+    expert = Expert.for_user(user)
+    if expert is None or assignment.expert_id != expert.id:
+        raise NotFound("找不到该审核任务")
+    return assignment
+
+
+def require_role(user: User, *roles: Role) -> None:
+    """Raise Forbidden unless the user holds one of ``roles``."""
+    if not user.has_role(*roles):
+        raise Forbidden("您的角色无权执行此操作")
+
+
+def roles_required(*roles: Role) -> Callable[[F], F]:
+    """View decorator: the current user must hold one of ``roles`` (403 otherwise)."""
+
+    def decorator(fn: F) -> F:
+        @wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from flask_login import current_user
+
+            require_role(current_user, *roles)
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def item_assignments(item: Item) -> list[Assignment]:
+    """Every assignment of the item, oldest first."""
+    return list(
+        db.session.scalars(
+            select(Assignment).where(Assignment.item_id == item.id).order_by(Assignment.id)
+        )
+    )
+
+
+def item_decisions(item: Item) -> list[Decision]:
+    """Every signed decision on the item, oldest first."""
+    return list(
+        db.session.scalars(
+            select(Decision).where(Decision.item_id == item.id).order_by(Decision.id)
+        )
+    )
+
+
+def item_to_dict(item: Item, *, detail: bool = False) -> dict[str, Any]:
+    """API form of an item."""
+    version = item.current_version
+    data: dict[str, Any] = {
+        "id": item.id,
+        "kind": item.kind.value,
+        "title": item.title,
+        "state": item.state.value,
+        "state_label": item.state_label,
+        "unit": item.unit.name,
+        "updated_at": item.updated_at.isoformat(),
+        "needs_admin": item.needs_admin,
+        "version": {"number": version.number, "content_sha256": version.content_sha256}
+        if version
+        else None,
+    }
+    if not detail:
+        return data
+    report = version.report if version else None
+    data["body"] = item.body
+    data["screening"] = (
+        {
+            "risk_level": report.risk_level,
+            "risk_score": report.risk_score,
+            "domains": report.domains,
+            "ruleset_version": report.ruleset_version,
+            "failed": report.is_failed,
+            "error": report.error,
+            "findings": [f.to_dict() for f in report.findings],
+        }
+        if report
+        else None
+    )
+    data["assignments"] = [a.to_dict() for a in item_assignments(item)]
+    data["decisions"] = [
+        {
+            "id": d.id,
+            "assignment_id": d.assignment_id,
+            "version_id": d.version_id,
+            "content_sha256": d.content_sha256,
+            "decision": d.decision.value,
+            "comment": d.comment,
+            "references": d.references,
+            "finding_verdicts": d.finding_verdicts,
+            "expert": d.expert_user.display_name,
+            "signed_at": d.signed_at.isoformat(),
+            "signature": d.signature,
+        }
+        for d in item_decisions(item)
+    ]
+    pub = latest_publication(item)
+    data["publication"] = pub.receipt if pub else None
+    return data
+
+
+def latest_publication(item: Item) -> Publication | None:
+    """The item's most recent publication, if any."""
+    return db.session.scalar(
+        select(Publication).where(Publication.item_id == item.id).order_by(Publication.id.desc())
+    )

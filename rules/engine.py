@@ -1,0 +1,602 @@
+"""The screening pass: gate, segment, match, weigh context, score."""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .context import (
+    ATTRIBUTION,
+    DOCUMENT_STRONG,
+    HEDGED,
+    MULTIPLIER,
+    NEGATION,
+    QUESTION,
+    REFUTATION,
+)
+from .model import SEGMENT_KINDS, Finding, Report, Segment, Thresholds
+from .normalize import Normalised, normalise_many
+from .ruleset import Rule, Ruleset
+from .segmenter import Segmenter
+
+SEVERITY_WEIGHT: dict[str, float] = {"low": 1.0, "medium": 2.0, "high": 3.0, "critical": 5.0}
+MAX_SENTENCE = 400
+LEAD_CHARS = 80
+DOCUMENT_WEIGHT_LIMIT = 3
+NEAR_NEGATION = 10
+MAX_COMBINATIONS = 400
+OVERLAP_FACTOR = 0.25
+MAX_FINDINGS_PER_RULE = 20
+# Document-level signals (debunk cues, domain keywords) are read from the first part of very
+# long texts only: enough to judge a document, and it keeps a 10 MB text cheap.
+DOCUMENT_SCAN_CHARS = 200_000
+DOMAIN_SCAN_CHARS = 200_000
+
+_SENTENCE = re.compile(r"[^。!?;…\n]*(?:[。!?;…\n]+|$)")
+_CLAUSE_BREAK = re.compile(r"[,、:]")
+# A claim followed by a sentence that rebuts it (a heading then its debunk, or "……。这是谣言。").
+# Only explicit rebuttals: a bare 不会/不能 in the next sentence is as likely to continue
+# the claim ("……。医生不会告诉你……") as to deny it.
+_NEXT_REBUTTAL = tuple(sorted(t for t in REFUTATION if len(t) >= 2)) + (
+    "并不是",
+    "并没有",
+    "没有证据",
+    "并非",
+)
+_NEXT_REBUTTAL_RE = re.compile(
+    "|".join(re.escape(t) for t in sorted(_NEXT_REBUTTAL, key=len, reverse=True))
+)
+NEXT_WINDOW = 40
+HEADLINE_CHARS = 60
+HEADLINE_BODY_CHARS = 300
+# A heading and its body on one line: up to HEADLINE_CHARS characters without sentence
+# punctuation, then whitespace, then text.
+_HEAD_END = "。！？；!?;…"
+_HEAD_GAP = re.compile(
+    rf"\s*([^{_HEAD_END}\s][^{_HEAD_END}\n]{{3,{HEADLINE_CHARS}}}?)[ \t\u3000]+(?=\S)"
+)
+# One of these in the body's opening is enough on its own.
+_STRONG_REBUTTAL = frozenset(t for t in REFUTATION if len(t) >= 2) | {
+    "并不是",
+    "并非",
+    "不能说明",
+    "没有证据",
+    "经核查",
+    "经核实",
+    "已澄清",
+}
+_REBUTTAL_RE = re.compile(
+    "|".join(
+        re.escape(t)
+        for t in sorted(
+            {t for t in REFUTATION if len(t) >= 2}
+            | {
+                "并不是",
+                "并不",
+                "并没有",
+                "并非",
+                "没有证据",
+                "没有任何",
+                "不能说明",
+                "达不到",
+                "效果不佳",
+                "没什么作用",
+                "目前没有",
+                "还没有",
+                "缺乏",
+                "不一定",
+                "无法",
+                "不太可能",
+                "并不会",
+                "经核查",
+                "经核实",
+                "已回应",
+                "已澄清",
+                "并不意味着",
+                "不代表",
+                "不足以",
+            },
+            key=len,
+            reverse=True,
+        )
+    )
+)
+_CANCELLING = frozenset({"refutation", "negation", "question", "debunk_document"})
+
+
+class ScreeningInputError(ValueError):
+    """The segments passed to screen() are not usable (wrong type or kind)."""
+
+
+_Sentence = tuple[int, int]  # (start, end) offsets of a sentence in normalised text
+
+
+@dataclass
+class _Hit:
+    rule: Rule
+    segment: int
+    start: int  # normalised offsets into the segment
+    end: int
+    context: str | None
+
+
+def split_sentences(text: str) -> list[_Sentence]:
+    """Split normalised text into sentences, keeping terminators, capping very long ones."""
+    out: list[_Sentence] = []
+    for m in _SENTENCE.finditer(text):
+        a, b = m.span()
+        if a == b:
+            continue
+        while b - a > MAX_SENTENCE:
+            cut = text.rfind(",", a + 1, a + MAX_SENTENCE)
+            cut = cut + 1 if cut > a else a + MAX_SENTENCE
+            out.append((a, cut))
+            a = cut
+        out.append((a, b))
+    return out
+
+
+def _validate(segments: Sequence[Segment]) -> None:
+    if isinstance(segments, (str, bytes)):
+        raise ScreeningInputError("segments must be a sequence of Segment, not a string")
+    for i, seg in enumerate(segments):
+        if not isinstance(seg, Segment):
+            raise ScreeningInputError(f"segment {i} is not a Segment")
+        if not isinstance(seg.text, str):
+            raise ScreeningInputError(f"segment {i}: text must be a str")
+        if seg.kind not in SEGMENT_KINDS:
+            raise ScreeningInputError(f"segment {i}: kind must be one of {SEGMENT_KINDS}")
+
+
+def document_is_debunk(
+    norms: Sequence[str], kinds: Sequence[str], ruleset: Ruleset, head_split: int | None = None
+) -> bool:
+    """True when the title/lead carries a strong debunk cue or the text carries many cues.
+    `head_split`: where the body starts in the first segment when a heading shares its line
+    (see `heading_split`)."""
+    lead_parts = [t for t, k in zip(norms, kinds, strict=True) if k == "title"]
+    body = [t for t, k in zip(norms, kinds, strict=True) if k != "title"]
+    if body:
+        first = body[0]
+        sentences = split_sentences(first)
+        lead_end = sentences[0][1] if sentences else 0
+        lead_parts.append(first[: max(lead_end, min(len(first), LEAD_CHARS))])
+    lead = "\n".join(lead_parts)
+    if not DOCUMENT_STRONG.isdisjoint(ruleset.document_index.present(lead)):
+        return True
+    if _headline_rebutted(norms, kinds, head_split):
+        return True
+    # A headline that asks ("……真的能治病吗") needs less evidence from the body.
+    limit = DOCUMENT_WEIGHT_LIMIT - 1 if _asks(norms, kinds) else DOCUMENT_WEIGHT_LIMIT
+    seen: set[str] = set()
+    weight = 0
+    for text in _prefix(norms, DOCUMENT_SCAN_CHARS):
+        for term in ruleset.document_index.present(text) - seen:
+            seen.add(term)
+            weight += 2 if term in DOCUMENT_STRONG else 1
+            if weight >= limit:
+                return True
+    return False
+
+
+def heading_split(original: str, norm: Normalised) -> int | None:
+    """Where the body starts (a normalised offset) when a line opens with a short heading
+    without sentence punctuation followed by a run of spaces ("claim  explanation …"). Read
+    on the original text: normalisation removes spaces between CJK characters."""
+    gap = _HEAD_GAP.match(original)
+    if gap is None:
+        return None
+    cut = gap.end()
+    lo, hi = 0, len(norm.text)
+    while lo < hi:  # first normalised index that maps at or after the cut
+        mid = (lo + hi) // 2
+        if norm.to_original(mid) < cut:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if 0 < lo < len(norm.text) else None
+
+
+def _asks(norms: Sequence[str], kinds: Sequence[str]) -> bool:
+    """True when the title (or a short first line) is a question."""
+    heads = [i for i, k in enumerate(kinds) if k == "title"]
+    first = heads[0] if heads else 0
+    if first >= len(norms):
+        return False
+    head = norms[first].strip().rstrip("\"'”’」』】)")
+    if not head or len(head) > HEADLINE_CHARS:
+        return False
+    return head.endswith(("?", "吗", "么", "呢")) or "是真的吗" in head or "真的吗" in head
+
+
+def _headline_rebutted(
+    norms: Sequence[str], kinds: Sequence[str], head_split: int | None = None
+) -> bool:
+    """A short headline (a title, or a first line without a full stop) followed by a body
+    whose opening rebuts it, in at least two different ways, is a debunk: the common
+    "claim as heading, explanation below" format of fact-check cards and 辟谣 articles."""
+    heads = [i for i, k in enumerate(kinds) if k == "title"]
+    first = heads[0] if heads else 0
+    if first >= len(norms):
+        return False
+    headline = norms[first].strip()
+    following = norms[first + 1] if first + 1 < len(norms) else ""
+    if not heads and head_split is not None:
+        # A heading pasted on the body's line ("claim  explanation …").
+        headline = norms[first][:head_split].strip()
+        following = norms[first][head_split:]
+    if not headline or len(headline) > HEADLINE_CHARS or not following:
+        return False
+    if not heads and headline[-1] in "。!;…":
+        return False
+    body = following[:HEADLINE_BODY_CHARS]
+    found = {m.group(0) for m in _REBUTTAL_RE.finditer(body)}
+    return len(found) >= 2 or not found.isdisjoint(_STRONG_REBUTTAL)
+
+
+class _SentenceView:
+    """Tokens and token-aligned term occurrences of one sentence (cues found on demand)."""
+
+    def __init__(
+        self,
+        text: str,
+        segmenter: Segmenter,
+        ruleset: Ruleset,
+        raw: list[tuple[int, int, str]],
+    ) -> None:
+        self.text = text
+        self._ruleset = ruleset
+        tokens = segmenter.cut(text) if text else []
+        bounds = [0]
+        for tok in tokens:
+            bounds.append(bounds[-1] + len(tok))
+        self.bounds = bounds
+        self._bset = set(bounds)
+        self.occ: dict[str, list[tuple[int, int]]] = {}
+        for a, b, term in raw:
+            if _aligned(a, b, self._bset):
+                self.occ.setdefault(term, []).append((a, b))
+        self._cues: dict[str, list[tuple[int, int]]] | None = None
+        self.clause_breaks = [m.start() for m in _CLAUSE_BREAK.finditer(text)]
+
+    def token_index(self, offset: int) -> int:
+        return bisect_right(self.bounds, offset) - 1
+
+    def same_clause(self, a: int, b: int) -> bool:
+        return bisect_left(self.clause_breaks, a) == bisect_left(self.clause_breaks, b)
+
+    def clause_start(self, offset: int) -> int:
+        i = bisect_left(self.clause_breaks, offset)
+        return self.clause_breaks[i - 1] + 1 if i > 0 else 0
+
+    def cues(self, words: frozenset[str]) -> list[tuple[int, int, str]]:
+        if self._cues is None:
+            found: dict[str, list[tuple[int, int]]] = {}
+            for a, b, term in self._ruleset.cue_index.find(self.text):
+                if _aligned(a, b, self._bset):
+                    found.setdefault(term, []).append((a, b))
+            self._cues = found
+        return [(a, b, t) for t, spans in self._cues.items() if t in words for a, b in spans]
+
+
+def _aligned(a: int, b: int, bounds: set[int]) -> bool:
+    """Token alignment: one-character terms must be whole tokens, two-character terms must
+    start or end on a token boundary, longer terms are specific enough on their own."""
+    length = b - a
+    if length >= 3:
+        return True
+    if length == 2:
+        return a in bounds or b in bounds
+    return a in bounds and b in bounds
+
+
+def _group_spans(view: _SentenceView, rule: Rule, gi: int) -> list[tuple[int, int]]:
+    group = rule.groups[gi]
+    spans: list[tuple[int, int]] = []
+    members = group.term_set
+    for term, found in view.occ.items():
+        if term in members:
+            spans.extend(found)
+    for rx in group.regexes:
+        spans.extend(m.span() for m in rx.finditer(view.text) if m.end() > m.start())
+    spans.sort()
+    return spans
+
+
+def _fits(view: _SentenceView, rule: Rule, chosen: list[tuple[int, int]]) -> bool:
+    lo = min(a for a, _ in chosen)
+    hi = max(b for _, b in chosen)
+    if rule.window and view.token_index(hi - 1) - view.token_index(lo) + 1 > rule.window:
+        return False
+    return rule.scope != "clause" or view.same_clause(lo, hi - 1)
+
+
+def match_rule(view: _SentenceView, rule: Rule) -> list[tuple[int, int]] | None:
+    """Return the matched term spans of the first occurrence of the rule, or None."""
+    for term in rule.exclude:
+        if term in view.occ:
+            return None
+    per_group = [_group_spans(view, rule, gi) for gi in range(len(rule.groups))]
+    if any(not spans for spans in per_group):
+        return None
+    first = 0 if rule.ordered else rule.anchor
+    rest = [spans for gi, spans in enumerate(per_group) if gi != first]
+    budget = [MAX_COMBINATIONS]
+    for start in per_group[first]:
+        found = _search(view, rule, [start], rest, budget)
+        if found is not None:
+            return found
+        if budget[0] <= 0:
+            break
+    return None
+
+
+def _search(
+    view: _SentenceView,
+    rule: Rule,
+    chosen: list[tuple[int, int]],
+    rest: list[list[tuple[int, int]]],
+    budget: list[int],
+) -> list[tuple[int, int]] | None:
+    """Depth-first choice of one span per remaining group: non-overlapping, in order when the
+    rule is ordered, nearest to the first span otherwise; bounded so no input can explode."""
+    if not rest:
+        return chosen if _fits(view, rule, chosen) else None
+    candidates = [(a, b) for a, b in rest[0] if not any(a < cb and ca < b for ca, cb in chosen)]
+    if rule.ordered:
+        prev_end = chosen[-1][1]
+        candidates = [(a, b) for a, b in candidates if a >= prev_end]
+    else:
+        a0, b0 = chosen[0]
+        candidates.sort(key=lambda sp: min(abs(sp[0] - b0), abs(a0 - sp[1])))
+    for span in candidates:
+        budget[0] -= 1
+        if budget[0] <= 0:
+            return None
+        found = _search(view, rule, [*chosen, span], rest[1:], budget)
+        if found is not None:
+            return found
+    return None
+
+
+def _context(
+    view: _SentenceView,
+    rule: Rule,
+    spans: list[tuple[int, int]],
+    next_sentence: str,
+    debunk_doc: bool,
+) -> str | None:
+    lo = min(a for a, _ in spans)
+    hi = max(b for _, b in spans)
+    # A cue that overlaps any occurrence of the rule's own terms is part of the claim
+    # ("……是骗局" in a conspiracy rule), not a comment on it.
+    terms = rule.all_terms
+    inside = [sp for t, found in view.occ.items() if t in terms for sp in found]
+    inside.extend(spans)
+
+    def outside(a: int, b: int) -> bool:
+        return not any(a < sb and sa < b for sa, sb in inside)
+
+    if any(outside(a, b) for a, b, _ in view.cues(REFUTATION)):
+        return "refutation"
+    if _NEXT_REBUTTAL_RE.search(next_sentence, 0, NEXT_WINDOW):
+        return "refutation"
+    if debunk_doc:
+        return "debunk_document"
+    ignore = rule.ignore_contexts
+    if "negation" not in ignore:
+        near = max(view.clause_start(lo), lo - NEAR_NEGATION)
+        for a, b, _ in view.cues(NEGATION):
+            if near <= a and b <= hi and outside(a, b):
+                return "negation"
+    if "question" not in ignore:
+        stripped = view.text.rstrip(" \n\"'”’)）」』】")
+        if stripped.endswith("?") or any(outside(a, b) for a, b, _ in view.cues(QUESTION)):
+            return "question"
+    if "attribution" not in ignore:
+        for a, b, _ in view.cues(ATTRIBUTION):
+            if a < hi and outside(a, b):
+                return "attribution"
+        if _quoted(view.text, spans):
+            return "attribution"
+    if "hedged" not in ignore and any(outside(a, b) for a, b, _ in view.cues(HEDGED)):
+        return "hedged"
+    return None
+
+
+_OPEN_QUOTES = "“‘「『\"'《"
+_CLOSE_QUOTES = "”’」』\"'》"
+
+
+def _quoted(text: str, spans: list[tuple[int, int]]) -> bool:
+    """True when a matched term sits inside quotation marks: the writer is naming a claim
+    ("所谓‘神药’"), not making it."""
+    for a, b in spans:
+        before = text[a - 1] if a > 0 else ""
+        after = text[b] if b < len(text) else ""
+        if before and after and before in _OPEN_QUOTES and after in _CLOSE_QUOTES:
+            return True
+    return False
+
+
+def screen(
+    segments: Sequence[Segment],
+    ruleset: Ruleset,
+    *,
+    thresholds: Thresholds | None = None,
+    segmenter: str = "auto",
+) -> Report:
+    """Screen a version's segments and return findings, risk, domains and ruleset version."""
+    _validate(segments)
+    th = thresholds or Thresholds()
+    seg = ruleset.segmenter(segmenter)
+    norms: list[Normalised] = normalise_many([s.text for s in segments])
+    kinds = [s.kind for s in segments]
+    split = heading_split(segments[0].text, norms[0]) if norms and "title" not in kinds else None
+    debunk_doc = document_is_debunk([n.text for n in norms], kinds, ruleset, split)
+    hits: list[_Hit] = []
+    for si, norm in enumerate(norms):
+        following = norms[si + 1].text if si + 1 < len(norms) else ""
+        hits.extend(_screen_segment(si, norm.text, following, ruleset, seg, debunk_doc))
+    # A claim the same text refutes or negates elsewhere is being discussed, not asserted.
+    rebutted = {h.rule.id for h in hits if h.context in ("refutation", "negation")}
+    for hit in hits:
+        if hit.rule.id in rebutted and hit.context not in _CANCELLING:
+            hit.context = "refutation"
+    counted: list[Finding] = []
+    suppressed: list[Finding] = []
+    for hit in hits:
+        finding = _finding(hit, segments, norms)
+        (counted if finding.score > 0 else suppressed).append(finding)
+    score = _risk(counted)
+    domains = _domains(norms, ruleset, counted + suppressed)
+    counted = _cap_per_rule(counted)
+    suppressed = _cap_per_rule(suppressed)
+    return Report(
+        findings=tuple(counted),
+        risk_score=score,
+        risk_level=th.level_for(score),
+        domains=domains,
+        ruleset_version=ruleset.version,
+        suppressed=tuple(suppressed),
+        document_context="debunk_document" if debunk_doc else None,
+    )
+
+
+def _screen_segment(
+    si: int, text: str, following: str, ruleset: Ruleset, seg: Segmenter, debunk_doc: bool
+) -> list[_Hit]:
+    # The gate: one pass of the anchor automaton over the segment marks the sentences that
+    # contain an anchor term; only those are scanned for all terms (and maybe segmented).
+    anchors = ruleset.anchor_index.find(text)
+    if not anchors:
+        return []
+    sentences = split_sentences(text)
+    starts = [s[0] for s in sentences]
+    anchor_rules = ruleset.anchor_rules
+    candidates: dict[int, set[int]] = {}
+    for a, _, term in anchors:
+        candidates.setdefault(bisect_right(starts, a) - 1, set()).update(anchor_rules[term])
+    rules = ruleset.rules
+    hits: list[_Hit] = []
+    for idx in sorted(candidates):
+        sent = sentences[idx]
+        sentence = text[sent[0] : sent[1]]
+        # Necessary condition on characters (token alignment only removes occurrences):
+        # every group of a candidate rule occurs in the sentence. Most gated sentences stop
+        # here, before the full term scan and the segmenter.
+        possible = [
+            rules[ri]
+            for ri in sorted(candidates[idx])
+            if all(group.occurs_in(sentence) for group in rules[ri].groups)
+        ]
+        if not possible:
+            continue
+        view = _SentenceView(sentence, seg, ruleset, ruleset.term_index.find(sentence))
+        nxt = sentences[idx + 1] if idx + 1 < len(sentences) else None
+        next_text = text[nxt[0] : nxt[1]] if nxt else following[:MAX_SENTENCE]
+        for rule in possible:
+            spans = match_rule(view, rule)
+            if spans is None:
+                continue
+            ctx = _context(view, rule, spans, next_text, debunk_doc)
+            lo = min(a for a, _ in spans)
+            hi = max(b for _, b in spans)
+            hits.append(_Hit(rule, si, sent[0] + lo, sent[0] + hi, ctx))
+    return hits
+
+
+def _prefix(texts: Sequence[str], limit: int) -> list[str]:
+    """The texts in order, cut so that together they hold at most `limit` characters."""
+    out: list[str] = []
+    left = limit
+    for text in texts:
+        if left <= 0:
+            break
+        out.append(text[:left])
+        left -= len(text)
+    return out
+
+
+def _cap_per_rule(findings: list[Finding]) -> list[Finding]:
+    """Keep the first MAX_FINDINGS_PER_RULE findings of each rule: a text that repeats one
+    claim thousands of times gives experts (and the database) a readable report. The risk
+    score is computed before the cap."""
+    seen: dict[str, int] = {}
+    kept: list[Finding] = []
+    for f in findings:
+        n = seen.get(f.rule_id, 0)
+        if n < MAX_FINDINGS_PER_RULE:
+            kept.append(f)
+        seen[f.rule_id] = n + 1
+    return kept
+
+
+def _finding(hit: _Hit, segments: Sequence[Segment], norms: Sequence[Normalised]) -> Finding:
+    segment = segments[hit.segment]
+    start, end = norms[hit.segment].span_to_original(hit.start, hit.end)
+    rule = hit.rule
+    score = round(SEVERITY_WEIGHT[rule.severity] * MULTIPLIER[hit.context], 3)
+    return Finding(
+        rule_id=rule.id,
+        rule_version=rule.version,
+        category=rule.category,
+        severity=rule.severity,
+        segment=hit.segment,
+        start=start,
+        end=end,
+        text=segment.text[start:end],
+        explanation=rule.explanation,
+        context=hit.context,
+        score=score,
+        domains=rule.domains,
+        start_time=segment.start_time,
+        end_time=segment.end_time,
+        title=rule.title,
+    )
+
+
+def _risk(findings: Sequence[Finding]) -> float:
+    """Best score per rule (plus a little per repeat); rules that fire on overlapping text
+    count a quarter, so one claim caught by several similar rules is not counted twice."""
+    best: dict[str, Finding] = {}
+    count: dict[str, int] = {}
+    for f in findings:
+        if f.rule_id not in best or f.score > best[f.rule_id].score:
+            best[f.rule_id] = f
+        count[f.rule_id] = count.get(f.rule_id, 0) + 1
+    total = 0.0
+    taken: list[Finding] = []
+    for f in sorted(best.values(), key=lambda x: (-x.score, x.rule_id)):
+        weight = f.score * (1 + 0.1 * min(count[f.rule_id] - 1, 3))
+        overlap = any(t.segment == f.segment and f.start < t.end and t.start < f.end for t in taken)
+        total += weight * (OVERLAP_FACTOR if overlap else 1.0)
+        taken.append(f)
+    return round(total, 3)
+
+
+def _domains(
+    norms: Sequence[Normalised], ruleset: Ruleset, findings: Sequence[Finding]
+) -> tuple[str, ...]:
+    """Rank domains by keyword hits plus the domains of findings; keep the clear ones."""
+    score: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for text in _prefix([n.text for n in norms], DOMAIN_SCAN_CHARS):
+        for term, n in ruleset.domain_index.count(text).items():
+            counts[term] = counts.get(term, 0) + n
+    for term, n in counts.items():
+        for d in ruleset.domain_terms[term]:
+            score[d] = score.get(d, 0.0) + n
+    for f in findings:
+        for d in f.domains:
+            score[d] = score.get(d, 0.0) + (3.0 if f.score > 0 else 1.0)
+    if not score:
+        return ()
+    ranked = sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))
+    top = ranked[0][1]
+    keep = [d for d, s in ranked if s >= 2.0 and s >= top * 0.25]
+    if not keep:
+        keep = [ranked[0][0]]
+    return tuple(keep[:4])

@@ -1,0 +1,1 @@
+"""Celery glue: the Flask bridge, task entry points and the beat schedule."""

@@ -1,0 +1,98 @@
+"""Screening orchestration: engine → report → cleared/flagged → experts (used by task and CLI)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+
+import rules
+from expert_pool.operations import Deadlines, assign_reviewers
+from review.db import db
+from review.errors import IllegalTransition
+from review.models import ScreeningReport, Version
+from review.operations import begin_screening, fail_screening, record_screening
+
+log = logging.getLogger(__name__)
+
+SEGMENT_KINDS = ("title", "body")
+
+
+def deadlines_from_config() -> Deadlines:
+    """Expert deadlines from the app configuration."""
+    return Deadlines(
+        accept_within=int(current_app.config["ACCEPT_WITHIN"]),
+        decide_within=int(current_app.config["DECIDE_WITHIN"]),
+    )
+
+
+def thresholds_from_config() -> rules.Thresholds:
+    """Screening thresholds from the app configuration."""
+    return rules.Thresholds(flag_level=str(current_app.config["FLAG_LEVEL"]))
+
+
+def segments_of(version: Version) -> list[rules.Segment]:
+    """The version's text as engine segments: title, then the whole body (offsets stay direct)."""
+    return [rules.Segment("title", version.title), rules.Segment("body", version.body)]
+
+
+def report_to_row_data(report: rules.Report) -> dict[str, Any]:
+    """The engine's report in the shape record_screening stores."""
+    data = report.to_dict()
+    findings = []
+    for f in report.findings:
+        entry = f.to_dict()
+        entry["segment_kind"] = SEGMENT_KINDS[f.segment]
+        findings.append(entry)
+    data["findings"] = findings
+    return data
+
+
+def screen_version(version_id: int, *, max_attempts: int | None = None) -> str:
+    """Screen one version and commit; idempotent: a repeated call for a version does nothing."""
+    version = db.session.get(Version, version_id)
+    if version is None:
+        log.warning("screening: version %s does not exist", version_id)
+        return "missing"
+    attempts = max_attempts or int(current_app.config["SCREENING_MAX_ATTEMPTS"])
+    status = begin_screening(version, max_attempts=attempts)
+    if status == "failed":
+        _assign_if_flagged(version)
+    db.session.commit()  # the attempt counts even if the engine crashes the process
+    if status != "screen":
+        return status
+    thresholds = thresholds_from_config()
+    report = rules.screen(segments_of(version), rules.load_default_ruleset(), thresholds=thresholds)
+    flagged = report.routes_to_experts(thresholds)
+    try:
+        version = db.session.get(Version, version_id)
+        assert version is not None
+        if db.session.query(ScreeningReport.id).filter_by(version_id=version.id).first():
+            db.session.rollback()
+            return "done"
+        record_screening(version, report_to_row_data(report), flagged=flagged)
+        _assign_if_flagged(version)
+        db.session.commit()
+    except (IntegrityError, IllegalTransition):
+        # Another delivery of the same message won the race; its report stands.
+        db.session.rollback()
+        log.info("screening: version %s already screened by another delivery", version_id)
+        return "done"
+    return "flagged" if flagged else "cleared"
+
+
+def give_up(version_id: int, error: str) -> None:
+    """After repeated errors the version goes to experts as flagged (screening failed)."""
+    version = db.session.get(Version, version_id)
+    if version is None or version.report is not None:
+        return
+    fail_screening(version, error=error)
+    _assign_if_flagged(version)
+    db.session.commit()
+
+
+def _assign_if_flagged(version: Version) -> None:
+    if version.item.state.value == "flagged":
+        assign_reviewers(version.item, deadlines=deadlines_from_config())

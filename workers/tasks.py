@@ -1,0 +1,115 @@
+"""Task entry points: thin, named, JSON arguments, idempotent, commit at the end."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from flask import current_app
+from sqlalchemy import select, update
+
+from expert_pool.models import OPEN_STATES, Assignment
+from expert_pool.operations import assign_reviewers
+from expert_pool.operations import sweep_deadlines as sweep
+from review.db import db, utcnow
+from review.lifecycle import ItemState
+from review.models import Item, OutboxMessage
+from review.operations import requeue_stuck
+from workers import screening
+
+log = logging.getLogger(__name__)
+
+RELAY_BATCH = 100
+RELAY_LEASE_SECONDS = 30
+
+
+@shared_task(name="kepu.screen_version", bind=True, max_retries=2)
+def screen_version(self, version_id: int) -> str:  # type: ignore[no-untyped-def]
+    """Screen one version with the rule engine and route it to cleared or flagged."""
+    try:
+        return screening.screen_version(int(version_id))
+    except Exception as exc:
+        db.session.rollback()
+        if self.request.retries >= self.max_retries:
+            log.exception("screening of version %s failed for good", version_id)
+            screening.give_up(int(version_id), f"初筛出错：{type(exc).__name__}")
+            return "failed"
+        log.warning("screening of version %s failed (%s); retrying", version_id, exc)
+        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+
+
+@shared_task(name="kepu.relay_outbox")
+def relay_outbox() -> int:
+    """Publish committed outbox rows to the broker; a row is marked sent only after publishing."""
+    celery_app = current_app.extensions["celery"]
+    now = utcnow()
+    ids = db.session.scalars(
+        select(OutboxMessage.id)
+        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.available_at <= now)
+        .order_by(OutboxMessage.id)
+        .limit(RELAY_BATCH)
+    ).all()
+    db.session.rollback()
+    sent = 0
+    for msg_id in ids:
+        # Claim with a lease, so concurrent relays do not both publish the same row.
+        claimed = db.session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id == msg_id,
+                OutboxMessage.sent_at.is_(None),
+                OutboxMessage.available_at <= now,
+            )
+            .values(
+                attempts=OutboxMessage.attempts + 1,
+                available_at=utcnow() + timedelta(seconds=RELAY_LEASE_SECONDS),
+            )
+        ).rowcount
+        db.session.commit()
+        if claimed != 1:
+            continue
+        msg = db.session.get(OutboxMessage, msg_id)
+        assert msg is not None
+        try:
+            celery_app.send_task(
+                msg.task, args=list(msg.args), task_id=f"outbox-{msg.id}-{msg.attempts}"
+            )
+        except Exception as exc:  # broker down: the row stays and is retried after the lease
+            msg.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            db.session.commit()
+            log.warning("broker unavailable, outbox row %s kept: %s", msg_id, exc)
+            break
+        msg.sent_at = utcnow()
+        db.session.commit()
+        sent += 1
+    return sent
+
+
+@shared_task(name="kepu.reconcile")
+def reconcile() -> dict[str, int]:
+    """Re-queue versions stuck in screening; offer flagged items that have no open review."""
+    stuck_after = timedelta(seconds=int(current_app.config["STUCK_AFTER"]))
+    requeued = requeue_stuck(older_than=stuck_after)
+    waiting = db.session.scalars(
+        select(Item).where(Item.state == ItemState.flagged, Item.needs_admin.is_(False))
+    ).all()
+    offered = 0
+    for item in waiting:
+        has_open = db.session.scalar(
+            select(Assignment.id).where(
+                Assignment.item_id == item.id, Assignment.state.in_(OPEN_STATES)
+            )
+        )
+        if not has_open:
+            offered += len(assign_reviewers(item, deadlines=screening.deadlines_from_config()))
+    db.session.commit()
+    return {"requeued": requeued, "offered": offered}
+
+
+@shared_task(name="kepu.sweep_deadlines")
+def sweep_deadlines() -> int:
+    """Expire overdue offers and reviews and reassign them."""
+    expired = sweep(deadlines=screening.deadlines_from_config())
+    db.session.commit()
+    return expired
