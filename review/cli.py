@@ -16,6 +16,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, ScriptInfo, routes_command, shell_command, with_appcontext
 from sqlalchemy import select
+from werkzeug.serving import run_simple
 
 from review.audit import SYSTEM, iter_exported_events, verify_events
 from review.db import db
@@ -96,7 +97,7 @@ def run_command(host: str, port: int, no_worker: bool) -> None:
     database, broker = app.config["SQLALCHEMY_DATABASE_URI"], app.config["BROKER_URL"]
     click.echo(f"数据库：{_redact(database)}  队列：{_redact(broker)}")
     try:
-        app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
     finally:
         if worker is not None:
             worker.send_signal(signal.SIGTERM)

@@ -14,6 +14,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from flask import g
+from flask.testing import FlaskClient
 
 PG_ADMIN_URL = os.environ.get("KEPU_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("KEPU_TEST_REDIS", "redis://127.0.0.1:6379/13")
@@ -126,10 +128,23 @@ def app(db_url: str, instance: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     from review.db import db
 
     application = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False})
+    application.test_client_class = FreshUserClient
     with application.app_context():
         yield application
         db.session.remove()
         db.engine.dispose()
+
+
+class FreshUserClient(FlaskClient):
+    """A test client that, like a real server, loads the signed-in user anew for every request.
+
+    The fixture keeps one app context pushed for the whole test (so tests can use the session),
+    and Flask reuses it for requests; Flask-Login would otherwise keep the user cached in ``g``.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        g.pop("_login_user", None)
+        return super().open(*args, **kwargs)
 
 
 @pytest.fixture

@@ -28,6 +28,9 @@ def celery_config(flask_config: Mapping[str, Any]) -> dict[str, Any]:
             "unacked_restore_interval": 30,
             "unacked_restore_throttle": 1,
         }
+    elif broker_url.startswith("sqla+sqlite"):
+        # The embedded broker: several processes share one SQLite file, so wait on its lock.
+        transport_options = {"connect_args": {"timeout": 30}}
     return {
         "broker_url": broker_url,
         "broker_transport_options": transport_options,

@@ -1,0 +1,110 @@
+"""The ledger: append-only in the database, and any changed row makes `audit verify` fail there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from review.audit import SYSTEM, iter_exported_events, record_event, verify_events
+from review.db import db
+from tests.conftest import run_kepu
+
+
+def _events(n: int) -> None:
+    for i in range(n):
+        record_event(
+            "test.event",
+            actor=SYSTEM,
+            subject_type="item",
+            subject_id=i,
+            data={"审核": "審核", "n": i, "emoji": "👩‍🔬"},
+        )
+    db.session.commit()
+
+
+def test_chain_verifies_and_links(app: Any) -> None:
+    _events(5)
+    events = list(iter_exported_events())
+    assert [e["seq"] for e in events] == [0, 1, 2, 3, 4]
+    assert all(b["prev_hash"] == a["hash"] for a, b in zip(events, events[1:], strict=False))
+    assert verify_events(events).ok
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE audit_events SET actor = 'x' WHERE seq = 1", "DELETE FROM audit_events WHERE seq = 1"],
+)
+def test_database_refuses_update_and_delete(app: Any, statement: str) -> None:
+    _events(3)
+    with pytest.raises(DBAPIError, match="append-only"):
+        db.session.execute(text(statement))
+        db.session.flush()
+    db.session.rollback()
+    assert len(list(iter_exported_events())) == 3
+
+
+def _bypass_triggers_and_change(seq: int) -> None:
+    """What someone with owner rights could do: drop the protection and edit a row."""
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(
+            text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update_delete")
+        )
+    else:
+        db.session.execute(text("DROP TRIGGER audit_events_no_update"))
+    db.session.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = :s"), {"s": seq})
+    db.session.commit()
+
+
+@pytest.mark.parametrize("seq", [0, 3, 5])
+def test_changed_row_fails_verification_at_that_row(app: Any, seq: int, instance: Path) -> None:
+    _events(6)
+    _bypass_triggers_and_change(seq)
+    result = verify_events(iter_exported_events())
+    assert not result.ok and result.first_bad_seq == seq
+    db.session.rollback()  # end our read transaction before another process opens the file
+    env = _env(app, instance)
+    proc = run_kepu("audit", "verify", env=env, check=False)
+    assert proc.returncode == 1
+    assert f"seq {seq}" in proc.stderr
+
+
+def test_recomputed_hash_breaks_the_next_link(app: Any) -> None:
+    from review.audit import event_hash
+
+    _events(4)
+    events = list(iter_exported_events())
+    forged = dict(events[1], actor="mallory")
+    forged["hash"] = event_hash(forged)
+    result = verify_events([events[0], forged, events[2], events[3]])
+    assert not result.ok and result.first_bad_seq == 2
+
+
+def test_export_then_verify_offline(app: Any, instance: Path, tmp_path: Path) -> None:
+    _events(3)
+    db.session.rollback()
+    env = _env(app, instance)
+    out = tmp_path / "events.jsonl"
+    run_kepu("audit", "export", "--out", str(out), env=env)
+    assert run_kepu("audit", "verify", "--file", str(out), env=env).returncode == 0
+    lines = out.read_text(encoding="utf-8").splitlines()
+    event = json.loads(lines[1])
+    event["data"]["n"] = 99
+    lines[1] = json.dumps(event, ensure_ascii=False)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    proc = run_kepu("audit", "verify", "--file", str(out), env=env, check=False)
+    assert proc.returncode == 1 and "seq 1" in proc.stderr
+
+
+def _env(app: Any, instance: Path) -> dict[str, str]:
+    import os
+
+    return dict(
+        os.environ,
+        KEPU_DATABASE_URL=str(app.config["SQLALCHEMY_DATABASE_URI"]),
+        KEPU_INSTANCE_PATH=str(instance),
+    )

@@ -1,0 +1,31 @@
+"""Guard test: the Celery configuration cannot cause duplicate restores or lost tasks."""
+
+from __future__ import annotations
+
+from workers.config import celery_config
+
+REDIS = {"BROKER_URL": "redis://127.0.0.1:6379/0", "RELAY_EVERY": 2, "SWEEP_EVERY": 60}
+
+
+def test_reliability_invariants() -> None:
+    conf = celery_config(REDIS)
+    options = conf["broker_transport_options"]
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["worker_cancel_long_running_tasks_on_connection_loss"]
+    assert options["visibility_timeout"] > conf["task_time_limit"] >= conf["task_soft_time_limit"]
+    assert options["socket_timeout"] and options["socket_connect_timeout"]
+    assert conf["accept_content"] == ["json"] and conf["task_serializer"] == "json"
+    for entry in conf["beat_schedule"].values():
+        assert entry["schedule"].total_seconds() < options["visibility_timeout"]
+
+
+def test_screening_has_its_own_queue() -> None:
+    conf = celery_config(REDIS)
+    assert conf["task_routes"]["kepu.screen_version"]["queue"] == "screening"
+    assert conf["task_routes"]["kepu.relay_outbox"]["queue"] == "control"
+
+
+def test_embedded_broker_waits_on_its_lock() -> None:
+    conf = celery_config({**REDIS, "BROKER_URL": "sqla+sqlite:////tmp/x.sqlite"})
+    assert conf["broker_transport_options"]["connect_args"]["timeout"] >= 10
