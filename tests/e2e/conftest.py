@@ -118,3 +118,36 @@ class Http:
                 return resp.status, json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"null")
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
+    """`kepu run` on the embedded defaults in a fresh instance folder: (base URL, env, log)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEPU_")}
+    env.update(KEPU_INSTANCE_PATH=str(tmp_path / "instance"), KEPU_RELAY_EVERY="1")
+    port = free_port()
+    kepu = str(Path(sys.executable).parent / "kepu")
+    log = tmp_path / "run.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [kepu, "run", "--port", str(port)], env=env, stdout=fh, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(log.read_text())
+            try:
+                return Http(base).call("GET", "/healthz")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(up, timeout=60)
+        yield base, env, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
