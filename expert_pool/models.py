@@ -29,8 +29,11 @@ class Expert(db.Model):
     is_senior: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     max_load: Mapped[int] = mapped_column(Integer, default=5)
+    leave_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
     leave_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    conflict_unit_ids: Mapped[list[int]] = mapped_column(JSONType, default=list)
+    #: Declared conflicts: {"units": [unit names], "companies": [names], "people": [names]}.
+    conflicts: Mapped[dict[str, list[str]]] = mapped_column(JSONType, default=dict)
+    notify_mode: Mapped[str] = mapped_column(String(16), default="immediate")  # or "digest"
     last_assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -38,8 +41,16 @@ class Expert(db.Model):
     unit: Mapped[Unit | None] = relationship()
 
     def on_leave(self, now: datetime) -> bool:
-        """True while the expert's leave lasts."""
-        return self.leave_until is not None and self.leave_until > now
+        """True while the expert's leave lasts (an open-ended leave has no 'until')."""
+        if self.leave_from is None and self.leave_until is None:
+            return False
+        started = self.leave_from is None or self.leave_from <= now
+        ongoing = self.leave_until is None or self.leave_until > now
+        return started and ongoing
+
+    def conflict_list(self, kind: str) -> list[str]:
+        """Declared conflicts of one kind (units, companies, people)."""
+        return list((self.conflicts or {}).get(kind, []))
 
     @staticmethod
     def for_user(user: User) -> Expert | None:
@@ -80,12 +91,15 @@ class Assignment(db.Model):
     version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
     expert_id: Mapped[int] = mapped_column(ForeignKey("experts.id"), index=True)
     round: Mapped[int] = mapped_column(Integer, default=1)
+    kind: Mapped[str] = mapped_column(String(16), default="review")  # review | arbitration
+    risk_level: Mapped[str] = mapped_column(String(16), default="medium")
     state: Mapped[AssignmentState] = mapped_column(
         _enum(AssignmentState, "state"), default=AssignmentState.offered, index=True
     )
     offered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_reason: Mapped[str | None] = mapped_column(Text)
 
@@ -110,7 +124,43 @@ class Assignment(db.Model):
             "expert": self.expert.name,
             "state": self.state.value,
             "round": self.round,
+            "kind": self.kind,
+            "risk_level": self.risk_level,
             "offered_at": self.offered_at.isoformat(),
             "due_at": self.due_at.isoformat(),
             "ended_reason": self.ended_reason,
         }
+
+
+class Selection(db.Model):
+    """One run of reviewer selection for a version: who was chosen and why the others were not."""
+
+    __tablename__ = "selections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    kind: Mapped[str] = mapped_column(String(16), default="review")
+    needed: Mapped[int] = mapped_column(Integer)
+    chosen: Mapped[list[int]] = mapped_column(JSONType, default=list)
+    #: expert id (as text) -> refusal code, e.g. {"12": "conflict_unit"}
+    refused: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Notification(db.Model):
+    """An in-app message; e-mailed immediately or in a digest depending on the expert's choice."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+    user: Mapped[User] = relationship()

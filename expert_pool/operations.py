@@ -1,120 +1,68 @@
-"""Queue operations: offer flagged versions to experts, accept/decline, decide, expire."""
+"""Queue operations: offer, claim, accept/decline, remind, expire, decide, arbitrate, appeal."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
 
-from expert_pool.matching import RISK_REVIEWERS, Candidate, Request, select_reviewers
-from expert_pool.models import OPEN_STATES, Assignment, AssignmentState, Expert
+from expert_pool.matching import (
+    RISK_DEADLINE_FACTOR,
+    RISK_REVIEWERS,
+    Request,
+    ranked,
+    select_reviewers,
+)
+from expert_pool.models import OPEN_STATES, Assignment, AssignmentState, Expert, Selection
+from expert_pool.notifications import notify
+from expert_pool.pool import candidates
 from review.audit import SYSTEM, record_event
 from review.db import db, utcnow
-from review.errors import Conflict, Forbidden, InvalidInput
+from review.errors import Conflict, Forbidden, InvalidInput, NotFound
 from review.lifecycle import Action, ItemState
-from review.models import Decision, DecisionKind, Finding, Item, Role, ScreeningReport, Unit, User
+from review.models import (
+    DECISION_LABELS,
+    Decision,
+    DecisionKind,
+    Finding,
+    Item,
+    Role,
+    ScreeningReport,
+    User,
+    Version,
+)
 from review.operations import clean_text, conclude_review, decision_payload, transition
 from review.signing import Signer
 
 log = logging.getLogger(__name__)
 
 VERDICTS = ("confirmed", "false_positive", "uncertain")
+#: After this many declined or expired offers for one version, an admin takes over.
+MAX_FAILED_OFFERS = 3
+#: A reminder goes out once this share of the window has passed.
+REMIND_AT = 0.75
+
+REVIEW, ARBITRATION = "review", "arbitration"
 
 
 @dataclass(frozen=True)
 class Deadlines:
-    """Seconds to accept an offer and to decide after accepting."""
+    """Seconds to accept an offer and to decide after accepting (before the risk factor)."""
 
     accept_within: int
     decide_within: int
 
+    def accept(self, risk: str) -> timedelta:
+        """Time to accept an offer on a version of this risk."""
+        return timedelta(seconds=self.accept_within * RISK_DEADLINE_FACTOR.get(risk, 1.0))
 
-# --- the pool ----------------------------------------------------------------------------------
-
-
-def add_expert(
-    user: User,
-    *,
-    domains: Sequence[str],
-    secondary_domains: Sequence[str] = (),
-    title: str = "",
-    unit: Unit | None = None,
-    max_load: int = 5,
-    is_senior: bool = False,
-    verified: bool = True,
-    actor: Any,
-) -> Expert:
-    """Put ``user`` (role expert) into the pool."""
-    if not user.has_role(Role.expert):
-        raise InvalidInput("只有角色为审核专家的用户可以加入专家库", field="role")
-    if Expert.for_user(user) is not None:
-        raise Conflict("该用户已在专家库中", code="exists")
-    if max_load < 1:
-        raise InvalidInput("最大同时审核数至少为 1", field="max_load")
-    expert = Expert(
-        user_id=user.id,
-        name=user.display_name,
-        title=clean_text(title, "职称", max_chars=100),
-        unit_id=unit.id if unit else user.unit_id,
-        domains=list(dict.fromkeys(domains)),
-        secondary_domains=list(dict.fromkeys(secondary_domains)),
-        is_verified=verified,
-        verified_at=utcnow() if verified else None,
-        is_senior=is_senior,
-        max_load=max_load,
-    )
-    db.session.add(expert)
-    db.session.flush()
-    record_event(
-        "pool.expert_added",
-        actor=actor,
-        subject_type="expert",
-        subject_id=expert.id,
-        data={
-            "user": user.username,
-            "domains": expert.domains,
-            "senior": is_senior,
-            "max_load": max_load,
-        },
-    )
-    return expert
-
-
-def expert_loads() -> dict[int, int]:
-    """Open assignments per expert."""
-    rows = db.session.execute(
-        select(Assignment.expert_id, func.count())
-        .where(Assignment.state.in_(OPEN_STATES))
-        .group_by(Assignment.expert_id)
-    ).all()
-    return {expert_id: count for expert_id, count in rows}
-
-
-def _candidates() -> list[Candidate]:
-    now = utcnow()
-    loads = expert_loads()
-    return [
-        Candidate(
-            expert_id=e.id,
-            user_id=e.user_id,
-            unit_id=e.unit_id,
-            primary_domains=frozenset(e.domains),
-            secondary_domains=frozenset(e.secondary_domains),
-            is_active=e.is_active and e.user.is_active_user,
-            is_verified=e.is_verified,
-            is_senior=e.is_senior,
-            on_leave=e.on_leave(now),
-            load=loads.get(e.id, 0),
-            max_load=e.max_load,
-            conflict_units=frozenset(e.conflict_unit_ids),
-            last_assigned_at=e.last_assigned_at,
-        )
-        for e in db.session.scalars(select(Expert).order_by(Expert.id))
-    ]
+    def decide(self, risk: str) -> timedelta:
+        """Time to decide once accepted."""
+        return timedelta(seconds=self.decide_within * RISK_DEADLINE_FACTOR.get(risk, 1.0))
 
 
 def visible_to_expert(item: Item, user: User) -> bool:
@@ -131,18 +79,83 @@ def visible_to_expert(item: Item, user: User) -> bool:
     )
 
 
-# --- offering ----------------------------------------------------------------------------------
+# --- choosing reviewers ------------------------------------------------------------------------
 
 
-def _current_round(item: Item) -> int:
+def _report(version: Version) -> ScreeningReport | None:
+    return db.session.scalar(
+        select(ScreeningReport)
+        .where(ScreeningReport.version_id == version.id)
+        .order_by(ScreeningReport.id.desc())
+    )
+
+
+def current_round(item: Item) -> int:
+    """The review round: 1, then 2 after an appeal."""
     return (
         db.session.scalar(select(func.max(Assignment.round)).where(Assignment.item_id == item.id))
         or 1
     )
 
 
+def _round_assignments(
+    item: Item, version_id: int, round_: int, kind: str | None = None
+) -> list[Assignment]:
+    query = select(Assignment).where(
+        Assignment.item_id == item.id,
+        Assignment.version_id == version_id,
+        Assignment.round == round_,
+    )
+    if kind:
+        query = query.where(Assignment.kind == kind)
+    return list(db.session.scalars(query.order_by(Assignment.id)))
+
+
+def _request(
+    item: Item,
+    version: Version,
+    risk: str,
+    *,
+    excluded: set[int],
+    seniors_only: bool = False,
+    with_domains: bool = True,
+) -> Request:
+    report = _report(version)
+    submitter = db.session.get(User, version.created_by_id)
+    preferred = tuple(
+        db.session.scalars(
+            select(Assignment.expert_id)
+            .join(Decision, Decision.assignment_id == Assignment.id)
+            .where(Decision.item_id == item.id, Decision.decision == DecisionKind.request_changes)
+            .order_by(Decision.id.desc())
+        )
+    )
+    return Request(
+        domains=frozenset(report.domains if (report and with_domains) else ()),
+        submitter_user_id=version.created_by_id,
+        submitter_unit_id=item.unit_id,
+        risk_level=risk,
+        excluded_expert_ids=frozenset(excluded),
+        submitter_unit_name=item.unit.name,
+        submitter_names=frozenset(
+            n for n in ((submitter.username, submitter.display_name) if submitter else ()) if n
+        ),
+        text=f"{version.title}\n{version.body}",
+        preferred_expert_ids=preferred,
+        seniors_only=seniors_only,
+    )
+
+
 def _offer(
-    item: Item, expert: Expert, *, round_: int, deadlines: Deadlines, actor: Any
+    item: Item,
+    expert: Expert,
+    *,
+    round_: int,
+    kind: str,
+    risk: str,
+    deadlines: Deadlines,
+    actor: Any,
+    accepted: bool = False,
 ) -> Assignment:
     now = utcnow()
     assert item.current_version_id is not None
@@ -151,81 +164,158 @@ def _offer(
         version_id=item.current_version_id,
         expert_id=expert.id,
         round=round_,
-        state=AssignmentState.offered,
+        kind=kind,
+        risk_level=risk,
+        state=AssignmentState.accepted if accepted else AssignmentState.offered,
         offered_at=now,
-        due_at=now + timedelta(seconds=deadlines.accept_within),
+        accepted_at=now if accepted else None,
+        due_at=now + (deadlines.decide(risk) if accepted else deadlines.accept(risk)),
     )
     expert.last_assigned_at = now
     db.session.add(assignment)
     db.session.flush()
     record_event(
-        "assignment.offered",
+        "assignment.claimed" if accepted else "assignment.offered",
         actor=actor,
         subject_type="item",
         subject_id=item.id,
         data={
             "assignment": assignment.id,
             "expert": expert.name,
+            "kind": kind,
+            "round": round_,
             "version": item.current_version.number if item.current_version else None,
             "due_at": assignment.due_at.isoformat(),
         },
     )
+    if not accepted:
+        what = "仲裁" if kind == ARBITRATION else "审核"
+        notify(
+            expert.user,
+            "offer",
+            item=item,
+            title=f"新的{what}邀请：{item.title}",
+            body=f"请在 {assignment.due_at:%Y-%m-%d %H:%M} UTC 前接受或谢绝。",
+        )
     return assignment
 
 
-def assign_reviewers(item: Item, *, deadlines: Deadlines, actor: Any = SYSTEM) -> list[Assignment]:
-    """Offer the item's current version to as many eligible experts as its risk needs.
+def _record_selection(
+    item: Item,
+    version: Version,
+    kind: str,
+    needed: int,
+    chosen: list[int],
+    refused: Mapping[int, str],
+    actor: Any,
+) -> None:
+    db.session.add(
+        Selection(
+            item_id=item.id,
+            version_id=version.id,
+            kind=kind,
+            needed=needed,
+            chosen=chosen,
+            refused={str(k): v for k, v in refused.items()},
+        )
+    )
+    record_event(
+        "queue.selection",
+        actor=actor,
+        subject_type="item",
+        subject_id=item.id,
+        data={
+            "kind": kind,
+            "needed": needed,
+            "chosen": chosen,
+            "refused": {str(k): v for k, v in refused.items()},
+        },
+    )
 
-    A flagged item moves to in_review once somebody is offered it; when nobody (or too few)
-    is eligible the item is marked as needing an admin, never dropped.
+
+def _escalate(item: Item, reason: str, *, actor: Any) -> None:
+    if item.needs_admin:
+        return
+    item.needs_admin = True
+    db.session.flush()
+    record_event(
+        "queue.escalated",
+        actor=actor,
+        subject_type="item",
+        subject_id=item.id,
+        data={"reason": reason},
+    )
+    for admin in db.session.scalars(
+        select(User).where(User.role == Role.admin, User.is_active_user.is_(True))
+    ):
+        notify(
+            admin,
+            "escalated",
+            item=item,
+            title=f"稿件需要管理员处理：{item.title}",
+            body=reason,
+            email=False,
+        )
+
+
+def assign_reviewers(item: Item, *, deadlines: Deadlines, actor: Any = SYSTEM) -> list[Assignment]:
+    """Offer the current version to as many eligible experts as its risk needs.
+
+    A flagged item moves to in_review once somebody is offered it. When nobody (or too few)
+    is eligible, or offers failed three times, the item is marked as needing an admin: never
+    dropped, never decided automatically.
     """
     version = item.current_version
     if version is None:
         raise Conflict("稿件没有可审核的版本")
-    report = db.session.scalar(
-        select(ScreeningReport)
-        .where(ScreeningReport.version_id == version.id)
-        .order_by(ScreeningReport.id.desc())
-    )
+    if item.needs_admin:
+        return []
+    report = _report(version)
     risk = report.risk_level if report else "medium"
-    round_ = _current_round(item)
-    existing = db.session.scalars(
-        select(Assignment).where(Assignment.version_id == version.id, Assignment.round == round_)
-    ).all()
-    open_or_done = [a for a in existing if a.state in (*OPEN_STATES, AssignmentState.completed)]
-    needed = max(RISK_REVIEWERS.get(risk, 1) - len(open_or_done), 0)
+    round_ = current_round(item)
+    kind = _stage(item, version.id, round_)
+    existing = _round_assignments(item, version.id, round_, kind)
+    needed_total = 1 if kind == ARBITRATION else RISK_REVIEWERS.get(risk, 1)
+    if kind == REVIEW:
+        item.reviewers_needed = needed_total
+    active = [a for a in existing if a.state in (*OPEN_STATES, AssignmentState.completed)]
+    needed = max(needed_total - len(active), 0)
     if needed == 0:
         return []
-    excluded = {a.expert_id for a in existing}
-    if round_ > 1:  # an appeal: nobody who decided before
-        excluded |= set(
-            db.session.scalars(
-                select(Assignment.expert_id).where(
-                    Assignment.item_id == item.id, Assignment.round < round_
-                )
-            )
-        )
-    request = Request(
-        domains=frozenset(report.domains if report else ()),
-        submitter_user_id=version.created_by_id,
-        submitter_unit_id=item.unit_id,
-        risk_level=risk,
-        excluded_expert_ids=frozenset(excluded),
+    failed = sum(a.state in (AssignmentState.declined, AssignmentState.expired) for a in existing)
+    if failed >= MAX_FAILED_OFFERS:
+        _escalate(item, f"已有 {failed} 次邀请被谢绝或超时", actor=actor)
+        return []
+    excluded = (
+        _involved_experts(item, version.id, round_)
+        if kind == ARBITRATION
+        else {a.expert_id for a in existing}
     )
-    selection = select_reviewers(_candidates(), request, needed=needed)
+    if round_ > 1 or kind == ARBITRATION:  # appeals and arbitration: nobody who decided before
+        excluded |= _involved_experts(item, None, None)
+    pool = candidates()
+    request = _request(item, version, risk, excluded=excluded, seniors_only=kind == ARBITRATION)
+    selection = select_reviewers(pool, request, needed=needed)
     if not selection.chosen and request.domains:
         # Nobody in the detected domains: any eligible expert is better than nobody.
-        selection = select_reviewers(
-            _candidates(),
-            Request(
-                domains=frozenset(),
-                submitter_user_id=request.submitter_user_id,
-                submitter_unit_id=request.submitter_unit_id,
-                risk_level=risk,
-                excluded_expert_ids=request.excluded_expert_ids,
-            ),
-            needed=needed,
+        request = _request(
+            item,
+            version,
+            risk,
+            excluded=excluded,
+            seniors_only=kind == ARBITRATION,
+            with_domains=False,
         )
+        selection = select_reviewers(pool, request, needed=needed)
+    _record_selection(
+        item,
+        version,
+        kind,
+        needed,
+        [c.expert_id for c in selection.chosen],
+        selection.refused,
+        actor,
+    )
     experts = {
         e.id: e
         for e in db.session.scalars(
@@ -233,7 +323,15 @@ def assign_reviewers(item: Item, *, deadlines: Deadlines, actor: Any = SYSTEM) -
         )
     }
     offered = [
-        _offer(item, experts[c.expert_id], round_=round_, deadlines=deadlines, actor=actor)
+        _offer(
+            item,
+            experts[c.expert_id],
+            round_=round_,
+            kind=kind,
+            risk=risk,
+            deadlines=deadlines,
+            actor=actor,
+        )
         for c in selection.chosen
     ]
     if offered and item.state in (ItemState.flagged, ItemState.cleared, ItemState.recalled):
@@ -244,19 +342,148 @@ def assign_reviewers(item: Item, *, deadlines: Deadlines, actor: Any = SYSTEM) -
             data={"experts": [experts[c.expert_id].name for c in selection.chosen]},
         )
     if not selection.complete:
-        item.needs_admin = True
-        record_event(
-            "queue.needs_admin",
-            actor=actor,
-            subject_type="item",
-            subject_id=item.id,
-            data={
-                "needed": needed,
-                "offered": len(offered),
-                "refused": {str(k): v for k, v in selection.refused.items()},
-            },
-        )
+        _escalate(item, f"需要 {needed} 位专家，只有 {len(offered)} 位符合条件", actor=actor)
     return offered
+
+
+def _involved_experts(item: Item, version_id: int | None, round_: int | None) -> set[int]:
+    query = select(Assignment.expert_id).where(Assignment.item_id == item.id)
+    if version_id is not None:
+        query = query.where(Assignment.version_id == version_id)
+    if round_ is not None:
+        query = query.where(Assignment.round == round_)
+    return set(db.session.scalars(query))
+
+
+def admin_assign(item: Item, expert: Expert, *, actor: User, deadlines: Deadlines) -> Assignment:
+    """An admin hands a waiting version to a chosen expert (eligibility still applies)."""
+    if not actor.has_role(Role.admin):
+        raise Forbidden("只有管理员可以手动分配")
+    version = item.current_version
+    if version is None or item.state not in (
+        ItemState.flagged,
+        ItemState.in_review,
+        ItemState.cleared,
+    ):
+        raise Conflict("该稿件当前不在等待审核的状态", code="illegal_transition")
+    report = _report(version)
+    risk = report.risk_level if report else "medium"
+    round_ = current_round(item)
+    kind = _stage(item, version.id, round_)
+    excluded = {a.expert_id for a in _round_assignments(item, version.id, round_) if a.is_open}
+    if round_ > 1 or kind == ARBITRATION:
+        excluded |= _involved_experts(item, None, None)
+    request = _request(
+        item, version, risk, excluded=excluded, seniors_only=kind == ARBITRATION, with_domains=False
+    )
+    from expert_pool.matching import refusal_reason
+
+    reason = refusal_reason(candidates([expert])[0], request)
+    if reason is not None:
+        from expert_pool.matching import REFUSAL_LABELS
+
+        raise Conflict(f"不能分配给该专家：{REFUSAL_LABELS.get(reason, reason)}", code="ineligible")
+    assignment = _offer(
+        item, expert, round_=round_, kind=kind, risk=risk, deadlines=deadlines, actor=actor
+    )
+    item.needs_admin = False
+    if item.state in (ItemState.flagged, ItemState.cleared):
+        transition(item, Action.assign, actor=actor, data={"experts": [expert.name], "by": "admin"})
+    return assignment
+
+
+# --- pull mode ---------------------------------------------------------------------------------
+
+
+def waiting_items(limit: int = 200) -> list[Item]:
+    """Versions that still need reviewers, oldest first (flagged, or in review but short)."""
+    open_or_done = (
+        select(func.count())
+        .select_from(Assignment)
+        .where(
+            Assignment.item_id == Item.id,
+            Assignment.version_id == Item.current_version_id,
+            Assignment.state.in_([*OPEN_STATES, AssignmentState.completed]),
+            Assignment.kind == REVIEW,
+        )
+        .correlate(Item)
+        .scalar_subquery()
+    )
+    return list(
+        db.session.scalars(
+            select(Item)
+            .where(Item.state.in_([ItemState.flagged, ItemState.in_review]))
+            .where(open_or_done < Item.reviewers_needed)
+            .order_by(Item.state_changed_at, Item.id)
+            .limit(limit)
+        )
+    )
+
+
+def claim_next(user: User, *, deadlines: Deadlines) -> Assignment | None:
+    """Pull mode: the expert takes the oldest waiting version they may review; never twice.
+
+    Each attempt bumps the item's lock_version with a conditional UPDATE; on PostgreSQL the
+    row lock makes a concurrent claimer wait and then miss, on SQLite the write lock does.
+    """
+    expert = Expert.for_user(user)
+    if expert is None:
+        raise Forbidden("您尚未加入专家库")
+    me = candidates([expert])[0]
+    for item in waiting_items():
+        version = item.current_version
+        if version is None:
+            continue
+        report = _report(version)
+        risk = report.risk_level if report else "medium"
+        round_ = current_round(item)
+        existing = _round_assignments(item, version.id, round_, REVIEW)
+        excluded = {a.expert_id for a in existing}
+        if round_ > 1:
+            excluded |= _involved_experts(item, None, None)
+        if not ranked([me], _request(item, version, risk, excluded=excluded)):
+            continue
+        seen = item.lock_version
+        won = db.session.execute(
+            update(Item)
+            .where(
+                Item.id == item.id,
+                Item.lock_version == seen,
+                Item.state.in_([ItemState.flagged, ItemState.in_review]),
+            )
+            .values(lock_version=Item.lock_version + 1)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if won != 1:
+            db.session.expire(item)
+            continue
+        db.session.refresh(item)
+        needed = max(item.reviewers_needed, 1)
+        active = [
+            a
+            for a in _round_assignments(item, version.id, round_, REVIEW)
+            if a.state in (*OPEN_STATES, AssignmentState.completed)
+        ]
+        if len(active) >= needed or any(a.expert_id == expert.id for a in active):
+            continue
+        assignment = _offer(
+            item,
+            expert,
+            round_=round_,
+            kind=REVIEW,
+            risk=risk,
+            deadlines=deadlines,
+            actor=user,
+            accepted=True,
+        )
+        if item.state is ItemState.flagged:
+            transition(
+                item, Action.assign, actor=user, data={"experts": [expert.name], "by": "claim"}
+            )
+        if len(active) + 1 >= needed:
+            item.needs_admin = False
+        return assignment
+    return None
 
 
 # --- the expert's side -------------------------------------------------------------------------
@@ -279,7 +506,8 @@ def accept_assignment(assignment: Assignment, *, actor: User, deadlines: Deadlin
     now = utcnow()
     assignment.state = AssignmentState.accepted
     assignment.accepted_at = now
-    assignment.due_at = now + timedelta(seconds=deadlines.decide_within)
+    assignment.due_at = now + deadlines.decide(assignment.risk_level)
+    assignment.reminded_at = None
     db.session.flush()
     record_event(
         "assignment.accepted",
@@ -319,20 +547,50 @@ def decline_assignment(
 
 
 def sweep_deadlines(*, deadlines: Deadlines) -> int:
-    """Expire overdue offers and reviews and reassign them; returns how many expired."""
+    """Send reminders, expire overdue offers and reviews, reassign; returns how many expired."""
     now = utcnow()
-    overdue = db.session.scalars(
-        select(Assignment).where(Assignment.state.in_(OPEN_STATES), Assignment.due_at < now)
+    open_rows = db.session.scalars(
+        select(Assignment).where(Assignment.state.in_(OPEN_STATES)).order_by(Assignment.due_at)
     ).all()
-    for assignment in overdue:
-        reason = (
-            "expired: not accepted in time"
-            if assignment.state is AssignmentState.offered
-            else "expired: no decision in time"
-        )
-        _end(assignment, AssignmentState.expired, reason, actor=SYSTEM)
-        assign_reviewers(assignment.item, deadlines=deadlines)
-    return len(overdue)
+    expired = 0
+    for assignment in open_rows:
+        start = assignment.accepted_at or assignment.offered_at
+        if assignment.due_at < now:
+            offered = assignment.state is AssignmentState.offered
+            reason = "expired: not accepted in time" if offered else "expired: no decision in time"
+            _end(assignment, AssignmentState.expired, reason, actor=SYSTEM)
+            notify(
+                assignment.expert.user,
+                "reassigned",
+                item=assignment.item,
+                title=f"审核任务已超时并转交他人：{assignment.item.title}",
+            )
+            assign_reviewers(assignment.item, deadlines=deadlines)
+            expired += 1
+        elif (
+            assignment.reminded_at is None
+            and now >= start + (assignment.due_at - start) * REMIND_AT
+        ):
+            assignment.reminded_at = now
+            record_event(
+                "assignment.reminded",
+                actor=SYSTEM,
+                subject_type="item",
+                subject_id=assignment.item_id,
+                data={"assignment": assignment.id, "due_at": assignment.due_at.isoformat()},
+            )
+            notify(
+                assignment.expert.user,
+                "reminder",
+                item=assignment.item,
+                title=f"审核即将到期：{assignment.item.title}",
+                body=f"期限 {assignment.due_at:%Y-%m-%d %H:%M} UTC",
+            )
+    db.session.flush()
+    return expired
+
+
+# --- decisions ---------------------------------------------------------------------------------
 
 
 def decide(
@@ -345,6 +603,7 @@ def decide(
     finding_verdicts: object,
     password_ok: bool,
     signer: Signer,
+    deadlines: Deadlines,
     expected_lock_version: int | None = None,
 ) -> Decision:
     """Sign one expert's decision on the assigned version; conclude when all reviewers are in."""
@@ -385,7 +644,11 @@ def decide(
         .execution_options(synchronize_session=False)
     ).rowcount
     if moved != 1:
-        raise Conflict("稿件已被其他操作改变（或不在审核中），请刷新页面后重试", code="conflict")
+        raise Conflict(
+            "稿件已被其他操作改变（或不在审核中），请刷新页面后重试",
+            code="conflict",
+            current_version=db.session.scalar(select(Item.lock_version).where(Item.id == item.id)),
+        )
     db.session.refresh(item)
     db.session.refresh(assignment)
     if assignment.state not in OPEN_STATES:
@@ -420,6 +683,7 @@ def decide(
         subject_id=item.id,
         data={
             "assignment": assignment.id,
+            "kind": assignment.kind,
             "decision": kind.value,
             "version": version.number,
             "content_sha256": version.content_sha256,
@@ -428,37 +692,156 @@ def decide(
             "references": refs,
         },
     )
-    _maybe_conclude(item, assignment, actor=actor)
+    _maybe_conclude(item, assignment, actor=actor, deadlines=deadlines)
     return row
 
 
-def _maybe_conclude(item: Item, assignment: Assignment, *, actor: User) -> None:
-    round_assignments = db.session.scalars(
-        select(Assignment).where(
-            Assignment.version_id == assignment.version_id, Assignment.round == assignment.round
+def combine(kinds: list[DecisionKind]) -> DecisionKind | None:
+    """The outcome of one round; None means the reviewers disagree and a senior must arbitrate.
+
+    Approve with reject → arbitration; otherwise request changes wins over approve and over
+    reject (the editor can still fix the text), and unanimous decisions stand.
+    """
+    found = set(kinds)
+    if DecisionKind.approve in found and DecisionKind.reject in found:
+        return None
+    if DecisionKind.request_changes in found:
+        return DecisionKind.request_changes
+    if found == {DecisionKind.reject}:
+        return DecisionKind.reject
+    return DecisionKind.approve
+
+
+def _maybe_conclude(
+    item: Item, assignment: Assignment, *, actor: User, deadlines: Deadlines
+) -> None:
+    if assignment.kind == ARBITRATION:
+        decision = db.session.scalar(
+            select(Decision).where(Decision.assignment_id == assignment.id)
         )
-    ).all()
-    if any(a.is_open for a in round_assignments):
+        assert decision is not None
+        _conclude(item, decision.decision, [decision], actor=actor, arbitrated=True)
         return
-    decisions = db.session.scalars(
-        select(Decision).where(Decision.assignment_id.in_([a.id for a in round_assignments]))
+    rows = _round_assignments(item, assignment.version_id, assignment.round, REVIEW)
+    if any(a.is_open for a in rows):
+        return
+    done = [a for a in rows if a.state is AssignmentState.completed]
+    if len(done) < max(item.reviewers_needed, 1):
+        return  # a reviewer is still missing (an admin was asked to find one)
+    decisions = list(
+        db.session.scalars(
+            select(Decision)
+            .where(Decision.assignment_id.in_([a.id for a in done]))
+            .order_by(Decision.id)
+        )
+    )
+    outcome = combine([d.decision for d in decisions])
+    if outcome is None:
+        record_event(
+            "review.disagreement",
+            actor=actor,
+            subject_type="item",
+            subject_id=item.id,
+            data={"decisions": [d.id for d in decisions]},
+        )
+        assign_reviewers(item, deadlines=deadlines, actor=actor)  # finds a senior arbiter
+        return
+    _conclude(item, outcome, decisions, actor=actor)
+
+
+def _stage(item: Item, version_id: int, round_: int) -> str:
+    """'arbitration' once the round's reviewers are all in and disagree; else 'review'."""
+    rows = _round_assignments(item, version_id, round_, REVIEW)
+    done = [a for a in rows if a.state is AssignmentState.completed]
+    if any(a.is_open for a in rows) or len(done) < max(item.reviewers_needed, 1):
+        return REVIEW
+    kinds = db.session.scalars(
+        select(Decision.decision).where(Decision.assignment_id.in_([a.id for a in done]))
     ).all()
-    kinds = {d.decision for d in decisions}
-    # Request changes wins over approve; a reject stands (arbitration comes with the queue work).
-    if DecisionKind.reject in kinds:
-        outcome = DecisionKind.reject
-    elif DecisionKind.request_changes in kinds:
-        outcome = DecisionKind.request_changes
-    else:
-        outcome = DecisionKind.approve
-    conclude_review(item, outcome, actor=actor, data={"decisions": [d.id for d in decisions]})
+    return ARBITRATION if combine(list(kinds)) is None else REVIEW
+
+
+def _conclude(
+    item: Item,
+    outcome: DecisionKind,
+    decisions: list[Decision],
+    *,
+    actor: User,
+    arbitrated: bool = False,
+) -> None:
+    conclude_review(
+        item,
+        outcome,
+        actor=actor,
+        data={"decisions": [d.id for d in decisions], "arbitrated": arbitrated},
+    )
+    label = DECISION_LABELS[outcome]
+    notify(item.created_by, "outcome", item=item, title=f"审核结果：{label} — {item.title}")
+    for d in decisions:
+        if d.expert_user_id != actor.id:
+            notify(
+                d.expert_user, "outcome", item=item, title=f"稿件审核已结束：{label} — {item.title}"
+            )
+
+
+def appeal(item: Item, *, actor: User, reason: object, deadlines: Deadlines) -> list[Assignment]:
+    """An editor appeals a rejection once; different experts review it in a new round."""
+    if not item.can_edit(actor):
+        raise Forbidden("只有本单位的媒体编辑可以申诉")
+    if item.appeal_used:
+        raise Conflict("每篇稿件只能申诉一次", code="appeal_used")
+    text = clean_text(reason, "申诉理由", max_chars=5000, required=True)
+    round_ = current_round(item) + 1
+    transition(item, Action.appeal, actor=actor, data={"reason": text, "round": round_})
+    item.appeal_used = True
+    item.needs_admin = False
+    version = item.current_version
+    assert version is not None
+    report = _report(version)
+    risk = report.risk_level if report else "medium"
+    excluded = _involved_experts(item, None, None)
+    request = _request(item, version, risk, excluded=excluded)
+    selection = select_reviewers(candidates(), request, needed=RISK_REVIEWERS.get(risk, 1))
+    if not selection.chosen and request.domains:
+        request = _request(item, version, risk, excluded=excluded, with_domains=False)
+        selection = select_reviewers(candidates(), request, needed=RISK_REVIEWERS.get(risk, 1))
+    _record_selection(
+        item,
+        version,
+        REVIEW,
+        selection.needed,
+        [c.expert_id for c in selection.chosen],
+        selection.refused,
+        actor,
+    )
+    experts = {
+        e.id: e
+        for e in db.session.scalars(
+            select(Expert).where(Expert.id.in_([c.expert_id for c in selection.chosen]))
+        )
+    }
+    offered = [
+        _offer(
+            item,
+            experts[c.expert_id],
+            round_=round_,
+            kind=REVIEW,
+            risk=risk,
+            deadlines=deadlines,
+            actor=actor,
+        )
+        for c in selection.chosen
+    ]
+    if not selection.complete:
+        _escalate(item, "申诉复审的专家不足", actor=actor)
+    return offered
 
 
 def _references(value: object) -> list[str]:
     if value is None or value == "":
         return []
     if isinstance(value, str):
-        value = [line for line in value.splitlines()]
+        value = value.splitlines()
     if not isinstance(value, list):
         raise InvalidInput("参考依据必须是文本列表", field="references")
     refs = [clean_text(v, "参考依据", max_chars=2000).strip() for v in value]
@@ -486,3 +869,11 @@ def _verdicts(value: object, assignment: Assignment) -> dict[str, str]:
             )
         out[str(key)] = str(verdict)
     return out
+
+
+def get_expert(expert_id: int) -> Expert:
+    """The expert or NotFound."""
+    expert = db.session.get(Expert, expert_id)
+    if expert is None:
+        raise NotFound("找不到该专家")
+    return expert

@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 import config
 from review.audit import current_request_id
-from review.db import db
+from review.db import db, render_item
 from review.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     with app.app_context():
         _tune_engine(db.engine)
     migrate.init_app(
-        app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True
+        app,
+        db,
+        directory=str(_migrations_dir()),
+        render_as_batch=True,
+        compare_type=True,
+        render_item=render_item,
     )
     login_manager.init_app(app)
     csrf.init_app(app)

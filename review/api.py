@@ -247,6 +247,7 @@ def decide(assignment_id: int) -> Any:
         finding_verdicts=data.get("finding_verdicts", {}),
         password_ok=True,
         signer=signer(),
+        deadlines=deadlines(),
         expected_lock_version=expected if isinstance(expected, int) else None,
     )
     _commit()

@@ -162,7 +162,7 @@ def users_create(
     token: bool,
 ) -> None:
     """Create a user; experts with --domain join the pool verified."""
-    from expert_pool.operations import add_expert
+    from expert_pool.pool import add_expert
     from review.auth import create_user, issue_token
     from review.operations import get_or_create_unit
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from expert_pool.models import Assignment, Expert
-from expert_pool.operations import accept_assignment, add_expert, decide
+from expert_pool.operations import accept_assignment, decide
+from expert_pool.pool import add_expert
 from review.audit import SYSTEM
 from review.auth import create_user
 from review.db import db
@@ -161,6 +162,7 @@ def _seed_items(users: dict[str, User]) -> None:
                 finding_verdicts={},
                 password_ok=True,
                 signer=current_app.extensions["kepu_signer"],
+                deadlines=deadlines_from_config(),
             )
         publish_item(reviewed, actor=editor, signer=current_app.extensions["kepu_signer"])
     db.session.commit()

@@ -20,6 +20,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, or_, select, text
 
 from expert_pool import operations as pool_ops
+from expert_pool import pool
 from expert_pool.models import Assignment, AssignmentState, Expert
 from review import login_manager
 from review import operations as ops
@@ -390,6 +391,7 @@ def decision(assignment_id: int) -> Any:
             finding_verdicts=verdicts,
             password_ok=password_ok,
             signer=signer(),
+            deadlines=deadlines(),
             expected_lock_version=lock,
         )
     except DomainError as exc:
@@ -475,7 +477,7 @@ def admin_users() -> Any:
             )
             domains = [d for d in form.getlist("domains") if d]
             if user.role is Role.expert and domains:
-                pool_ops.add_expert(
+                pool.add_expert(
                     user,
                     domains=domains,
                     title=form.get("title", ""),
@@ -515,7 +517,7 @@ def admin_toggle_user(user_id: int) -> Any:
 def admin_experts() -> Any:
     """The expert pool with current load."""
     experts = db.session.scalars(select(Expert).order_by(Expert.id)).all()
-    return render_template("admin_experts.html", experts=experts, loads=pool_ops.expert_loads())
+    return render_template("admin_experts.html", experts=experts, loads=pool.expert_loads())
 
 
 @bp.get("/admin/queue")

@@ -204,7 +204,7 @@ class Factory:
         max_load: int = 5,
         username: str | None = None,
     ) -> Any:
-        from expert_pool.operations import add_expert
+        from expert_pool.pool import add_expert
         from review.audit import SYSTEM
         from review.db import db
 

@@ -14,6 +14,9 @@ from tests.conftest import ROOT
 def test_pure_packages_pass_mypy_strict() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "rules", "expert_pool/matching.py"],
-        cwd=ROOT, capture_output=True, text=True, timeout=290,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=290,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

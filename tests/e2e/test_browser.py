@@ -63,9 +63,11 @@ def test_editor_expert_auditor_in_the_browser(
     live: tuple[str, dict[str, str], Path], browser: Any
 ) -> None:
     base, env, _log = live
+    # A critical claim needs two experts, one of them senior.
     for args in (
         ("ed", "--role", "editor", "--unit", "威海日报社"),
         ("ex", "--role", "expert", "--unit", "某大学", "--domain", "医学健康", "--name", "张专家"),
+        ("ex2", "--role", "expert", "--unit", "某医院", "--domain", "医学健康", "--senior"),
         ("au", "--role", "auditor"),
     ):
         run_kepu("users", "create", *args, "--password", PASSWORD, env=env)
@@ -88,20 +90,21 @@ def test_editor_expert_auditor_in_the_browser(
     assert editor.locator("mark").count() > 0
     _shot(editor, "editor-item-in-review")
 
-    # The expert sees the highlighted findings, accepts and approves with the password.
-    expert = _login(browser, base, "ex")
-    expert.get_by_role("link", name="审核", exact=True).first.click()
-    expert.wait_for_load_state()
-    assert expert.locator(".text mark").count() > 0
-    expert.get_by_role("button", name="接受任务").click()
-    expert.wait_for_load_state()
-    assert "已接受审核任务" in expert.content()
-    _shot(expert, "expert-review-page")
-    expert.get_by_label("通过").check()
-    expert.get_by_label("再次输入登录密码以签署").fill(PASSWORD)
-    expert.get_by_role("button", name="签署结论").click()
-    expert.wait_for_load_state()
-    assert "审核结论已签署" in expert.content()
+    # Each expert sees the highlighted findings, accepts and approves with the password.
+    for username in ("ex", "ex2"):
+        expert = _login(browser, base, username)
+        expert.get_by_role("link", name="审核", exact=True).first.click()
+        expert.wait_for_load_state()
+        assert expert.locator(".text mark").count() > 0
+        expert.get_by_role("button", name="接受任务").click()
+        expert.wait_for_load_state()
+        assert "已接受审核任务" in expert.content()
+        _shot(expert, f"expert-review-page-{username}")
+        expert.get_by_label("通过").check()
+        expert.get_by_label("再次输入登录密码以签署").fill(PASSWORD)
+        expert.get_by_role("button", name="签署结论").click()
+        expert.wait_for_load_state()
+        assert "审核结论已签署" in expert.content()
 
     # The editor publishes and can download the signed receipt.
     editor.goto(f"{base}/items/{item_id}")

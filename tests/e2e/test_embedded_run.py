@@ -24,9 +24,13 @@ def test_whole_path_on_embedded_defaults(live: tuple[str, dict[str, str], Path])
     base, env, log = live
     assert "sqlite" in log.read_text() and "sqla+sqlite" in log.read_text()
     editor = Http(base, _token(env, "ed", "--role", "editor", "--unit", "威海日报社"))
-    expert = Http(
-        base, _token(env, "ex", "--role", "expert", "--unit", "某大学", "--domain", "医学健康")
-    )
+    experts = [
+        Http(
+            base,
+            _token(env, name, "--role", "expert", "--unit", unit, "--domain", "医学健康", *extra),
+        )
+        for name, unit, extra in (("ex", "某大学", ()), ("ex2", "某医院", ("--senior",)))
+    ]
 
     status, body = editor.call(
         "POST", "/api/v1/items", {"title": PSEUDO_TITLE, "body": PSEUDO_BODY, "submit": True}
@@ -38,16 +42,18 @@ def test_whole_path_on_embedded_defaults(live: tuple[str, dict[str, str], Path])
         timeout=90,
     )
 
-    status, offers = expert.call("GET", "/api/v1/assignments")
-    assert status == 200 and len(offers) == 1
-    aid = offers[0]["id"]
-    assert expert.call("POST", f"/api/v1/assignments/{aid}/accept")[0] == 200
-    status, body = expert.call(
-        "POST",
-        f"/api/v1/assignments/{aid}/decision",
-        {"decision": "approve", "password": "correct-horse-1"},
-    )
-    assert status == 200 and body["item_state"] == "approved", body
+    for number, expert in enumerate(experts, 1):
+        status, offers = expert.call("GET", "/api/v1/assignments")
+        assert status == 200 and len(offers) == 1
+        aid = offers[0]["id"]
+        assert expert.call("POST", f"/api/v1/assignments/{aid}/accept")[0] == 200
+        status, body = expert.call(
+            "POST",
+            f"/api/v1/assignments/{aid}/decision",
+            {"decision": "approve", "password": "correct-horse-1"},
+        )
+        assert status == 200, body
+        assert body["item_state"] == ("approved" if number == 2 else "in_review"), body
     status, body = editor.call("POST", f"/api/v1/items/{item_id}/publish")
     assert status == 200 and body["receipt"]["item_id"] == item_id
 

@@ -37,8 +37,8 @@ def test_submit_screen_review_publish_with_real_worker(
 
     factory = Factory()
     editor = factory.user("editor")
-    expert = factory.expert(domains=("医学健康",))
-    ed, ex = factory.token(editor), factory.token(expert)
+    experts = [factory.expert(domains=("医学健康",), senior=i == 0) for i in range(2)]
+    ed = factory.token(editor)
     client = pg_app.test_client()
 
     resp = client.post(
@@ -58,17 +58,22 @@ def test_submit_screen_review_publish_with_real_worker(
     assert detail["screening"]["findings"]
     assert "kepu.screen_version" in worker.log_text()
 
-    aid = client.get("/api/v1/assignments", headers=ex).json[0]["id"]
-    assert client.post(f"/api/v1/assignments/{aid}/accept", headers=ex).status_code == 200
-    resp = client.post(
-        f"/api/v1/assignments/{aid}/decision",
-        headers=ex,
-        json={"decision": "approve", "comment": "已核实", "password": "correct-horse-1"},
-    )
-    assert resp.status_code == 200 and resp.json["item_state"] == "approved"
+    states = []
+    for expert in experts:
+        ex = factory.token(expert)
+        aid = client.get("/api/v1/assignments", headers=ex).json[0]["id"]
+        assert client.post(f"/api/v1/assignments/{aid}/accept", headers=ex).status_code == 200
+        resp = client.post(
+            f"/api/v1/assignments/{aid}/decision",
+            headers=ex,
+            json={"decision": "approve", "comment": "已核实", "password": "correct-horse-1"},
+        )
+        assert resp.status_code == 200
+        states.append(resp.json["item_state"])
+    assert states == ["in_review", "approved"]
     resp = client.post(f"/api/v1/items/{item_id}/publish", headers=ed)
     assert resp.status_code == 200
-    assert resp.json["receipt"]["experts"] == [expert.display_name]
+    assert resp.json["receipt"]["experts"] == sorted(e.display_name for e in experts)
 
     # A redelivered (duplicate) screening message creates no second report.
     engine = create_engine(pg_url)

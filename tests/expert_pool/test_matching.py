@@ -8,7 +8,14 @@ import pytest
 
 from expert_pool.matching import Candidate, Request, refusal_reason, select_reviewers
 
-REQ = Request(domains=frozenset({"医学健康"}), submitter_user_id=100, submitter_unit_id=7)
+REQ = Request(
+    domains=frozenset({"医学健康"}),
+    submitter_user_id=100,
+    submitter_unit_id=7,
+    submitter_unit_name="甲报社",
+    submitter_names=frozenset({"wang", "王编辑"}),
+    text="某某保健品公司的新产品宣传",
+)
 
 
 def cand(expert_id: int, **kw: object) -> Candidate:
@@ -31,7 +38,13 @@ def cand(expert_id: int, **kw: object) -> Candidate:
         (cand(1, on_leave=True), "on_leave"),
         (cand(1, user_id=100), "conflict_submitter"),
         (cand(1, unit_id=7), "conflict_unit"),
-        (cand(1, conflict_units=frozenset({7})), "conflict_declared"),
+        (cand(1, conflict_units=frozenset({"甲报社"})), "conflict_declared_unit"),
+        (cand(1, conflict_units=frozenset({"乙电视台"})), None),
+        (cand(1, conflict_people=frozenset({"王编辑"})), "conflict_declared_person"),
+        (cand(1, conflict_companies=frozenset({"某某保健品公司"})), "conflict_declared_company"),
+        (cand(1, conflict_companies=frozenset({"甲报社"})), "conflict_declared_company"),
+        (cand(1, conflict_companies=frozenset({"无关公司"})), None),
+        (cand(1, load=4, max_load=5), None),
         (cand(1, load=5, max_load=5), "at_capacity"),
         (cand(1, primary_domains=frozenset({"交通"})), "domain_mismatch"),
         (
@@ -42,6 +55,26 @@ def cand(expert_id: int, **kw: object) -> Candidate:
 )
 def test_eligibility(candidate: Candidate, reason: str | None) -> None:
     assert refusal_reason(candidate, REQ) == reason
+
+
+def test_seniors_only_for_arbitration() -> None:
+    req = Request(
+        domains=REQ.domains, submitter_user_id=100, submitter_unit_id=7, seniors_only=True
+    )
+    assert refusal_reason(cand(1), req) == "not_senior"
+    assert refusal_reason(cand(1, is_senior=True), req) is None
+
+
+def test_revision_goes_back_to_who_asked_for_changes() -> None:
+    req = Request(
+        domains=REQ.domains, submitter_user_id=100, submitter_unit_id=7, preferred_expert_ids=(3,)
+    )
+    pool = [
+        cand(1),
+        cand(2),
+        cand(3, load=4, primary_domains=frozenset(), secondary_domains=frozenset({"医学健康"})),
+    ]
+    assert [c.expert_id for c in select_reviewers(pool, req, needed=1).chosen] == [3]
 
 
 def test_excluded_experts_are_refused() -> None:
@@ -87,3 +120,24 @@ def test_refusals_are_recorded_and_incomplete_is_reported() -> None:
     selection = select_reviewers([cand(1, unit_id=7), cand(2, is_verified=False)], REQ)
     assert not selection.complete
     assert selection.refused == {1: "conflict_unit", 2: "unverified"}
+
+
+def test_every_refusal_has_a_chinese_label() -> None:
+    from expert_pool.matching import REFUSAL_LABELS
+
+    codes = {
+        "inactive",
+        "unverified",
+        "on_leave",
+        "already_involved",
+        "conflict_submitter",
+        "conflict_unit",
+        "conflict_declared_unit",
+        "conflict_declared_person",
+        "conflict_declared_company",
+        "at_capacity",
+        "domain_mismatch",
+        "not_senior",
+        "ranked_lower",
+    }
+    assert codes == set(REFUSAL_LABELS)

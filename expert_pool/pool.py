@@ -1,0 +1,205 @@
+"""The expert pool itself: adding and editing experts, their load, and matching candidates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from expert_pool.matching import Candidate
+from expert_pool.models import OPEN_STATES, Assignment, Expert
+from review.audit import record_event
+from review.db import db, utcnow
+from review.errors import Conflict, InvalidInput
+from review.models import Role, Unit, User
+from review.operations import clean_text
+from rules import DOMAINS
+
+CONFLICT_KINDS = ("units", "companies", "people")
+NOTIFY_MODES = ("immediate", "digest")
+
+
+def _domains(values: Sequence[str], field: str) -> list[str]:
+    out = []
+    for value in values:
+        value = value.strip()
+        if not value:
+            continue
+        if value not in DOMAINS:
+            raise InvalidInput(f"未知领域“{value}”；可选：{'、'.join(DOMAINS)}", field=field)
+        out.append(value)
+    return list(dict.fromkeys(out))
+
+
+def _conflicts(value: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]]:
+    result: dict[str, list[str]] = {}
+    for kind in CONFLICT_KINDS:
+        names = [
+            clean_text(n, "利益冲突", max_chars=200).strip() for n in (value or {}).get(kind, [])
+        ]
+        result[kind] = [n for n in dict.fromkeys(names) if n]
+    return result
+
+
+def add_expert(
+    user: User,
+    *,
+    domains: Sequence[str],
+    secondary_domains: Sequence[str] = (),
+    title: str = "",
+    unit: Unit | None = None,
+    max_load: int = 5,
+    is_senior: bool = False,
+    verified: bool = True,
+    conflicts: Mapping[str, Sequence[str]] | None = None,
+    actor: Any,
+) -> Expert:
+    """Put ``user`` (role expert) into the pool."""
+    if not user.has_role(Role.expert):
+        raise InvalidInput("只有角色为审核专家的用户可以加入专家库", field="role")
+    if Expert.for_user(user) is not None:
+        raise Conflict("该用户已在专家库中", code="exists")
+    if max_load < 1:
+        raise InvalidInput("最大同时审核数至少为 1", field="max_load")
+    expert = Expert(
+        user_id=user.id,
+        name=user.display_name,
+        title=clean_text(title, "职称", max_chars=100),
+        unit_id=unit.id if unit else user.unit_id,
+        domains=_domains(domains, "domains"),
+        secondary_domains=_domains(secondary_domains, "secondary_domains"),
+        is_verified=verified,
+        verified_at=utcnow() if verified else None,
+        is_senior=is_senior,
+        max_load=max_load,
+        conflicts=_conflicts(conflicts),
+    )
+    db.session.add(expert)
+    db.session.flush()
+    record_event(
+        "pool.expert_added",
+        actor=actor,
+        subject_type="expert",
+        subject_id=expert.id,
+        data={
+            "user": user.username,
+            "domains": expert.domains,
+            "senior": is_senior,
+            "max_load": max_load,
+        },
+    )
+    return expert
+
+
+EDITABLE = (
+    "title",
+    "domains",
+    "secondary_domains",
+    "is_verified",
+    "is_senior",
+    "is_active",
+    "max_load",
+    "leave_from",
+    "leave_until",
+    "conflicts",
+    "notify_mode",
+)
+
+
+def update_expert(expert: Expert, changes: Mapping[str, Any], *, actor: Any) -> dict[str, Any]:
+    """Change pool fields (admin); returns the before/after of what changed, audited."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise InvalidInput(f"不能修改的字段：{'、'.join(sorted(unknown))}", field="fields")
+    diff: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key in ("domains", "secondary_domains"):
+            value = _domains(value, key)
+        elif key == "conflicts":
+            value = _conflicts(value)
+        elif key == "max_load":
+            value = int(value)
+            if value < 1:
+                raise InvalidInput("最大同时审核数至少为 1", field="max_load")
+        elif key == "title":
+            value = clean_text(value, "职称", max_chars=100)
+        elif key == "notify_mode" and value not in NOTIFY_MODES:
+            raise InvalidInput("通知方式只能是 immediate 或 digest", field="notify_mode")
+        elif (
+            key in ("leave_from", "leave_until")
+            and value is not None
+            and (not isinstance(value, datetime) or value.tzinfo is None)
+        ):
+            raise InvalidInput("请假时间须为带时区的时间", field=key)
+        before = getattr(expert, key)
+        if before != value:
+            diff[key] = {"from": _plain(before), "to": _plain(value)}
+            setattr(expert, key, value)
+    if "is_verified" in diff and expert.is_verified:
+        expert.verified_at = utcnow()
+    if (
+        expert.leave_from is not None
+        and expert.leave_until is not None
+        and expert.leave_until <= expert.leave_from
+    ):
+        raise InvalidInput("请假结束时间须晚于开始时间", field="leave_until")
+    db.session.flush()
+    if diff:
+        record_event(
+            "pool.expert_updated",
+            actor=actor,
+            subject_type="expert",
+            subject_id=expert.id,
+            data=diff,
+        )
+    return diff
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def expert_loads() -> dict[int, int]:
+    """Open assignments per expert."""
+    rows = db.session.execute(
+        select(Assignment.expert_id, func.count())
+        .where(Assignment.state.in_(OPEN_STATES))
+        .group_by(Assignment.expert_id)
+    ).all()
+    return {expert_id: count for expert_id, count in rows}
+
+
+def candidates(experts: Sequence[Expert] | None = None) -> list[Candidate]:
+    """Every pool member (or the given ones) as a matching candidate, with current load."""
+    now = utcnow()
+    loads = expert_loads()
+    rows = (
+        experts
+        if experts is not None
+        else db.session.scalars(
+            select(Expert).options(selectinload(Expert.user)).order_by(Expert.id)
+        ).all()
+    )
+    return [
+        Candidate(
+            expert_id=e.id,
+            user_id=e.user_id,
+            unit_id=e.unit_id,
+            primary_domains=frozenset(e.domains),
+            secondary_domains=frozenset(e.secondary_domains),
+            is_active=e.is_active and e.user.is_active_user,
+            is_verified=e.is_verified,
+            is_senior=e.is_senior,
+            on_leave=e.on_leave(now),
+            load=loads.get(e.id, 0),
+            max_load=e.max_load,
+            conflict_units=frozenset(e.conflict_list("units")),
+            conflict_companies=frozenset(e.conflict_list("companies")),
+            conflict_people=frozenset(e.conflict_list("people")),
+            last_assigned_at=e.last_assigned_at,
+        )
+        for e in rows
+    ]
