@@ -79,6 +79,15 @@ def load() -> dict[str, object]:
         "DECIDE_WITHIN": _env_int("DECIDE_WITHIN", 5 * 24 * 3600),
         "SWEEP_EVERY": _env_int("SWEEP_EVERY", 60),
         "RELAY_EVERY": _env_int("RELAY_EVERY", 2),
+        # Notifications by e-mail; without an SMTP host they stay in-app only.
+        "SMTP_HOST": _env("SMTP_HOST"),
+        "SMTP_PORT": _env_int("SMTP_PORT", 25),
+        "SMTP_USER": _env("SMTP_USER"),
+        "SMTP_PASSWORD": _env("SMTP_PASSWORD"),
+        "SMTP_STARTTLS": _env_bool("SMTP_STARTTLS", False),
+        "MAIL_FROM": _env("MAIL_FROM", "kepu-review@localhost"),
+        "DIGEST_EVERY": _env_int("DIGEST_EVERY", 24 * 3600),
+        "BASE_URL": _env("BASE_URL", "http://127.0.0.1:5000"),
         # Request limits.
         "MAX_JSON_BYTES": _env_int("MAX_JSON_BYTES", 10 * 1024 * 1024),
         "MAX_CONTENT_LENGTH": _env_int("MAX_UPLOAD_BYTES", 2 * 1024 * 1024 * 1024),

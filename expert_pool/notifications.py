@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from email.message import EmailMessage
+
 from sqlalchemy import select
 
 from expert_pool.models import Expert, Notification
@@ -57,3 +59,44 @@ def unread_count(user: User) -> int:
         )
         or 0
     )
+
+
+def compose(notes: list[Notification], *, to: str, sender: str, base_url: str) -> EmailMessage:
+    """One e-mail for one notification, or a digest of several."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    if len(notes) == 1:
+        msg["Subject"] = f"【科普审查平台】{notes[0].title}"
+    else:
+        msg["Subject"] = f"【科普审查平台】{len(notes)} 条新通知"
+    lines = []
+    for note in notes:
+        lines.append(f"· {KIND_LABELS.get(note.kind, note.kind)}：{note.title}")
+        if note.body:
+            lines.append(f"  {note.body}")
+        if note.item_id:
+            lines.append(f"  {base_url.rstrip('/')}/items/{note.item_id}")
+    lines.append("")
+    lines.append(f"登录平台查看全部通知：{base_url.rstrip('/')}/notifications")
+    msg.set_content("\n".join(lines))
+    return msg
+
+
+def pending_digests() -> dict[int, list[Notification]]:
+    """Unsent notifications of users who chose a digest (and have an e-mail address)."""
+    rows = db.session.scalars(
+        select(Notification)
+        .join(User, User.id == Notification.user_id)
+        .join(Expert, Expert.user_id == User.id)
+        .where(
+            Notification.emailed_at.is_(None),
+            Expert.notify_mode == "digest",
+            User.email.is_not(None),
+        )
+        .order_by(Notification.id)
+    ).all()
+    grouped: dict[int, list[Notification]] = {}
+    for note in rows:
+        grouped.setdefault(note.user_id, []).append(note)
+    return grouped

@@ -423,8 +423,9 @@ def waiting_items(limit: int = 200) -> list[Item]:
 def claim_next(user: User, *, deadlines: Deadlines) -> Assignment | None:
     """Pull mode: the expert takes the oldest waiting version they may review; never twice.
 
-    Each attempt bumps the item's lock_version with a conditional UPDATE; on PostgreSQL the
-    row lock makes a concurrent claimer wait and then miss, on SQLite the write lock does.
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` on the item row, so a row another claimer holds is
+    skipped. SQLite: transactions take the write lock at BEGIN, so claims run one at a time.
+    Both: a conditional UPDATE of the item's lock_version guards against stale reads.
     """
     expert = Expert.for_user(user)
     if expert is None:
@@ -443,19 +444,23 @@ def claim_next(user: User, *, deadlines: Deadlines) -> Assignment | None:
             excluded |= _involved_experts(item, None, None)
         if not ranked([me], _request(item, version, risk, excluded=excluded)):
             continue
-        seen = item.lock_version
+        # Lock the row without waiting (PostgreSQL; SQLite already holds its write lock):
+        # a row another claimer holds is skipped, so claimers never queue up or deadlock.
+        locked = db.session.scalar(
+            select(Item.id)
+            .where(Item.id == item.id, Item.state.in_([ItemState.flagged, ItemState.in_review]))
+            .with_for_update(skip_locked=True)
+        )
+        if locked is None:
+            continue
+        db.session.refresh(item)
         won = db.session.execute(
             update(Item)
-            .where(
-                Item.id == item.id,
-                Item.lock_version == seen,
-                Item.state.in_([ItemState.flagged, ItemState.in_review]),
-            )
+            .where(Item.id == item.id, Item.lock_version == item.lock_version)
             .values(lock_version=Item.lock_version + 1)
             .execution_options(synchronize_session=False)
         ).rowcount
         if won != 1:
-            db.session.expire(item)
             continue
         db.session.refresh(item)
         needed = max(item.reviewers_needed, 1)

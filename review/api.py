@@ -9,19 +9,24 @@ from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import select
 
 from expert_pool import operations as pool_ops
-from expert_pool.models import Assignment, Expert
+from expert_pool import pool
+from expert_pool.models import Assignment, Expert, Notification
 from review import operations as ops
 from review.audit import AuditEvent, record_event
 from review.auth import check_password, user_for_token
-from review.db import db
+from review.db import db, utcnow
 from review.errors import Forbidden, InvalidInput, NotFound, TooLarge, Unauthorized
 from review.models import Item, Role, User
 from review.web import (
     deadlines,
+    expert_to_dict,
     item_to_dict,
     latest_publication,
     load_assignment,
     load_item,
+    notification_to_dict,
+    parse_time,
+    queue_overview,
     require_role,
     signer,
 )
@@ -288,3 +293,99 @@ def audit_events() -> Any:
             for e in rows
         ]
     )
+
+
+@bp.post("/items/<int:item_id>/appeal")
+def appeal_item(item_id: int) -> Any:
+    """Appeal a rejection once; different experts review it."""
+    user = _user()
+    require_role(user, Role.editor)
+    item = load_item(user, item_id)
+    pool_ops.appeal(item, actor=user, reason=_json_body().get("reason"), deadlines=deadlines())
+    _commit()
+    return jsonify(item_to_dict(item))
+
+
+@bp.post("/assignments/claim")
+def claim_next() -> Any:
+    """Pull mode: take the oldest waiting version in the caller's domains."""
+    user = _user()
+    require_role(user, Role.expert)
+    assignment = pool_ops.claim_next(user, deadlines=deadlines())
+    _commit()
+    if assignment is None:
+        return jsonify({"assignment": None, "message": "暂无可认领的稿件"})
+    return jsonify({"assignment": assignment.to_dict()}), 201
+
+
+@bp.get("/notifications")
+def list_notifications() -> Any:
+    """The caller's notifications, newest first (``?unread=1`` for unread only)."""
+    user = _user()
+    query = select(Notification).where(Notification.user_id == user.id)
+    if request.args.get("unread"):
+        query = query.where(Notification.read_at.is_(None))
+    rows = db.session.scalars(query.order_by(Notification.id.desc()).limit(200))
+    return jsonify([notification_to_dict(n) for n in rows])
+
+
+@bp.post("/notifications/<int:note_id>/read")
+def read_notification(note_id: int) -> Any:
+    """Mark one notification read."""
+    user = _user()
+    note = db.session.get(Notification, note_id)
+    if note is None or note.user_id != user.id:
+        raise NotFound("找不到该通知")
+    if note.read_at is None:
+        note.read_at = utcnow()
+        _commit()
+    return jsonify(notification_to_dict(note))
+
+
+@bp.get("/experts")
+def list_experts() -> Any:
+    """The pool with load (admins and auditors)."""
+    user = _user()
+    require_role(user, Role.admin, Role.auditor)
+    loads = pool.expert_loads()
+    rows = db.session.scalars(select(Expert).order_by(Expert.id))
+    return jsonify([expert_to_dict(e, loads.get(e.id, 0)) for e in rows])
+
+
+@bp.patch("/experts/<int:expert_id>")
+def patch_expert(expert_id: int) -> Any:
+    """Change an expert's pool fields (admins)."""
+    user = _user()
+    require_role(user, Role.admin)
+    expert = pool_ops.get_expert(expert_id)
+    data = _json_body()
+    for key in ("leave_from", "leave_until"):
+        if data.get(key):
+            data[key] = parse_time(data[key], key)
+    pool.update_expert(expert, data, actor=user)
+    _commit()
+    return jsonify(expert_to_dict(expert, pool.expert_loads().get(expert.id, 0)))
+
+
+@bp.post("/items/<int:item_id>/assign")
+def admin_assign(item_id: int) -> Any:
+    """An admin hands a waiting version to a chosen expert."""
+    user = _user()
+    require_role(user, Role.admin)
+    item = load_item(user, item_id)
+    expert_id = _json_body().get("expert_id")
+    if not isinstance(expert_id, int):
+        raise InvalidInput("expert_id 必须是整数", field="expert_id")
+    assignment = pool_ops.admin_assign(
+        item, pool_ops.get_expert(expert_id), actor=user, deadlines=deadlines()
+    )
+    _commit()
+    return jsonify(assignment.to_dict()), 201
+
+
+@bp.get("/queue")
+def queue() -> Any:
+    """Waiting versions with waiting time and who was refused why; overdue assignments (admins)."""
+    user = _user()
+    require_role(user, Role.admin, Role.auditor)
+    return jsonify(queue_overview())

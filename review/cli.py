@@ -46,7 +46,17 @@ def main() -> None:
 
 def register_cli(app: Flask) -> None:
     """Attach the project's commands to ``app.cli``."""
-    for command in (run_command, seed_demo, users_group, audit_group, rules_group, outbox_group):
+    from expert_pool.cli import experts_group
+
+    for command in (
+        run_command,
+        seed_demo,
+        users_group,
+        audit_group,
+        rules_group,
+        outbox_group,
+        experts_group,
+    ):
         app.cli.add_command(command)
 
 
@@ -83,7 +93,7 @@ def run_command(host: str, port: int, no_worker: bool) -> None:
                 "-s",
                 str(schedule),
                 "-Q",
-                "screening,media,control",
+                "screening,media,control,notifications",
                 "-c",
                 "2",
                 "--loglevel",

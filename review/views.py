@@ -17,11 +17,12 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required, login_user, logout_user
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, select, text, update
 
 from expert_pool import operations as pool_ops
 from expert_pool import pool
-from expert_pool.models import Assignment, AssignmentState, Expert
+from expert_pool.models import Assignment, AssignmentState, Expert, Notification
+from expert_pool.notifications import unread_count
 from review import login_manager
 from review import operations as ops
 from review.audit import AuditEvent, record_event
@@ -34,17 +35,20 @@ from review.auth import (
     start_login_session,
     user_for_session,
 )
-from review.db import db
+from review.db import db, utcnow
 from review.errors import DomainError, Forbidden, InvalidInput, NotFound
 from review.lifecycle import ItemState
 from review.models import Item, Role, Unit, User
 from review.web import (
+    LOCAL_TZ,
     deadlines,
     item_assignments,
     item_decisions,
     latest_publication,
     load_assignment,
     load_item,
+    parse_time,
+    queue_overview,
     roles_required,
     signer,
 )
@@ -306,14 +310,37 @@ def receipt(item_id: int) -> Any:
 @login_required
 @roles_required(Role.expert)
 def assignments() -> Any:
-    """The expert's offers and reviews with their deadlines."""
+    """The expert's queue with deadlines and risk, workload, history, and pull-mode claiming."""
     expert = Expert.for_user(current_user)
     rows = db.session.scalars(
         select(Assignment)
         .where(Assignment.expert_id == (expert.id if expert else -1))
         .order_by(Assignment.id.desc())
     ).all()
-    return render_template("assignments.html", expert=expert, assignments=rows)
+    open_rows = [a for a in rows if a.is_open]
+    history = [a for a in rows if not a.is_open]
+    return render_template(
+        "assignments.html",
+        expert=expert,
+        open_rows=open_rows,
+        history=history,
+        completed=sum(a.state is AssignmentState.completed for a in rows),
+        now=utcnow(),
+    )
+
+
+@bp.post("/assignments/claim")
+@login_required
+@roles_required(Role.expert)
+def claim() -> Any:
+    """Pull mode: take the oldest waiting version the expert may review."""
+    assignment = pool_ops.claim_next(current_user, deadlines=deadlines())
+    db.session.commit()
+    if assignment is None:
+        flash("暂无可认领的稿件", "info")
+        return redirect(url_for("web.assignments"))
+    flash("已认领一篇稿件，请在期限内签署结论", "info")
+    return redirect(url_for("web.review_page", assignment_id=assignment.id))
 
 
 @bp.get("/assignments/<int:assignment_id>")
@@ -517,29 +544,138 @@ def admin_toggle_user(user_id: int) -> Any:
 def admin_experts() -> Any:
     """The expert pool with current load."""
     experts = db.session.scalars(select(Expert).order_by(Expert.id)).all()
-    return render_template("admin_experts.html", experts=experts, loads=pool.expert_loads())
+    return render_template(
+        "admin_experts.html", experts=experts, loads=pool.expert_loads(), now=utcnow()
+    )
+
+
+@bp.route("/admin/experts/<int:expert_id>", methods=["GET", "POST"])
+@login_required
+@roles_required(Role.admin)
+def admin_expert_edit(expert_id: int) -> Any:
+    """Edit an expert: domains, seniority, verification, load cap, leave, conflicts."""
+    expert = pool_ops.get_expert(expert_id)
+    if request.method == "POST":
+        form = request.form
+        try:
+            changes: dict[str, Any] = {
+                "title": form.get("title", ""),
+                "domains": form.getlist("domains"),
+                "secondary_domains": form.getlist("secondary_domains"),
+                "is_verified": bool(form.get("is_verified")),
+                "is_senior": bool(form.get("is_senior")),
+                "is_active": bool(form.get("is_active")),
+                "max_load": _int_field(form.get("max_load", ""), "最大同时审核数"),
+                "leave_from": parse_time(form["leave_from"], "请假开始")
+                if form.get("leave_from")
+                else None,
+                "leave_until": parse_time(form["leave_until"], "请假结束")
+                if form.get("leave_until")
+                else None,
+                "conflicts": {
+                    kind: _lines(form.get(f"conflict_{kind}", "")) for kind in pool.CONFLICT_KINDS
+                },
+                "notify_mode": form.get("notify_mode", "immediate"),
+            }
+            pool.update_expert(expert, changes, actor=current_user)
+            email = form.get("email", "").strip() or None
+            if email != expert.user.email:
+                expert.user.email = ops.clean_text(email or "", "邮箱", max_chars=320) or None
+                record_event(
+                    "user.email_changed",
+                    actor=current_user,
+                    subject_type="user",
+                    subject_id=expert.user_id,
+                )
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+            return render_template(
+                "admin_expert_edit.html", expert=expert, domains=DOMAINS, local=_local
+            ), 400
+        db.session.commit()
+        flash(f"已保存 {expert.name} 的资料", "info")
+        return redirect(url_for("web.admin_experts"))
+    return render_template("admin_expert_edit.html", expert=expert, domains=DOMAINS, local=_local)
+
+
+def _lines(text_value: str) -> list[str]:
+    return [part.strip() for part in text_value.replace("、", "\n").splitlines() if part.strip()]
+
+
+def _int_field(value: str, label: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInput(f"{label}必须是整数") from None
+
+
+def _local(value: Any) -> str:
+    """A UTC datetime shown as China Standard Time for form fields."""
+    return value.astimezone(LOCAL_TZ).strftime("%Y-%m-%dT%H:%M") if value else ""
 
 
 @bp.get("/admin/queue")
 @login_required
 @roles_required(Role.admin, Role.auditor)
 def admin_queue() -> Any:
-    """Items waiting for experts, and those that need an admin."""
-    waiting = db.session.scalars(
-        select(Item)
-        .where(
-            or_(
-                Item.needs_admin.is_(True), Item.state.in_([ItemState.flagged, ItemState.in_review])
-            )
-        )
-        .order_by(Item.state_changed_at)
+    """Waiting versions, waiting times, why experts were refused, overdue reviews."""
+    overview = queue_overview()
+    experts = {e.id: e for e in db.session.scalars(select(Expert))}
+    return render_template("admin_queue.html", overview=overview, experts=experts)
+
+
+@bp.post("/admin/items/<int:item_id>/assign")
+@login_required
+@roles_required(Role.admin)
+def admin_assign(item_id: int) -> Any:
+    """Hand a waiting version to a chosen expert."""
+    item = load_item(current_user, item_id)
+    expert = pool_ops.get_expert(_int_field(request.form.get("expert_id", ""), "专家编号"))
+    pool_ops.admin_assign(item, expert, actor=current_user, deadlines=deadlines())
+    db.session.commit()
+    flash(f"已将稿件 {item.id} 分配给 {expert.name}", "info")
+    return redirect(url_for("web.admin_queue"))
+
+
+@bp.post("/items/<int:item_id>/appeal")
+@login_required
+@roles_required(Role.editor)
+def appeal_item(item_id: int) -> Any:
+    """Appeal a rejection once, with a reason."""
+    item = load_item(current_user, item_id)
+    pool_ops.appeal(
+        item, actor=current_user, reason=request.form.get("reason"), deadlines=deadlines()
+    )
+    db.session.commit()
+    flash("申诉已提交，将由其他专家复审", "info")
+    return redirect(url_for("web.item_detail", item_id=item.id))
+
+
+@bp.get("/notifications")
+@login_required
+def notifications() -> Any:
+    """The user's notifications, newest first."""
+    rows = db.session.scalars(
+        select(Notification)
+        .where(Notification.user_id == current_user.id)
+        .order_by(Notification.id.desc())
+        .limit(200)
     ).all()
-    open_assignments = db.session.scalars(
-        select(Assignment)
-        .where(Assignment.state.in_([AssignmentState.offered, AssignmentState.accepted]))
-        .order_by(Assignment.due_at)
-    ).all()
-    return render_template("admin_queue.html", items=waiting, assignments=open_assignments)
+    return render_template("notifications.html", notes=rows)
+
+
+@bp.post("/notifications/read")
+@login_required
+def notifications_read() -> Any:
+    """Mark all of the user's notifications read."""
+    db.session.execute(
+        update(Notification)
+        .where(Notification.user_id == current_user.id, Notification.read_at.is_(None))
+        .values(read_at=utcnow())
+    )
+    db.session.commit()
+    return redirect(url_for("web.notifications"))
 
 
 def highlight(text_value: str, findings: list[Any], segment: str) -> list[tuple[str, Any]]:
@@ -564,4 +700,7 @@ def highlight(text_value: str, findings: list[Any], segment: str) -> list[tuple[
 
 @bp.app_context_processor
 def _inject() -> dict[str, Any]:
-    return {"Role": Role, "Unit": Unit}
+    unread = 0
+    if current_user.is_authenticated:
+        unread = unread_count(current_user)
+    return {"Role": Role, "Unit": Unit, "unread_notifications": unread}

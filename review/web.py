@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from functools import wraps
 from typing import Any, TypeVar
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
-from expert_pool.models import Assignment, Expert
+from expert_pool.matching import REFUSAL_LABELS
+from expert_pool.models import OPEN_STATES, Assignment, Expert, Notification, Selection
 from expert_pool.operations import Deadlines, visible_to_expert
-from review.db import db
-from review.errors import Forbidden, NotFound
+from review.db import db, utcnow
+from review.errors import Forbidden, InvalidInput, NotFound
+from review.lifecycle import ItemState
 from review.models import Decision, Item, Publication, Role, User
 from review.signing import Signer
 
@@ -160,3 +163,101 @@ def latest_publication(item: Item) -> Publication | None:
     return db.session.scalar(
         select(Publication).where(Publication.item_id == item.id).order_by(Publication.id.desc())
     )
+
+
+def expert_to_dict(expert: Expert, load: int) -> dict[str, Any]:
+    """API form of a pool member."""
+    return {
+        "id": expert.id,
+        "user": expert.user.username,
+        "name": expert.name,
+        "title": expert.title,
+        "unit": expert.unit.name if expert.unit else None,
+        "domains": expert.domains,
+        "secondary_domains": expert.secondary_domains,
+        "is_verified": expert.is_verified,
+        "verified_at": expert.verified_at.isoformat() if expert.verified_at else None,
+        "is_senior": expert.is_senior,
+        "is_active": expert.is_active,
+        "max_load": expert.max_load,
+        "load": load,
+        "leave_from": expert.leave_from.isoformat() if expert.leave_from else None,
+        "leave_until": expert.leave_until.isoformat() if expert.leave_until else None,
+        "conflicts": expert.conflicts,
+        "notify_mode": expert.notify_mode,
+        "last_assigned_at": expert.last_assigned_at.isoformat()
+        if expert.last_assigned_at
+        else None,
+    }
+
+
+def notification_to_dict(note: Notification) -> dict[str, Any]:
+    """API form of a notification."""
+    return {
+        "id": note.id,
+        "kind": note.kind,
+        "item_id": note.item_id,
+        "title": note.title,
+        "body": note.body,
+        "created_at": note.created_at.isoformat(),
+        "read": note.read_at is not None,
+    }
+
+
+LOCAL_TZ = timezone(timedelta(hours=8))  # the users' clock (China Standard Time)
+
+
+def parse_time(value: object, field: str) -> datetime:
+    """An ISO date or datetime; naive values are China Standard Time (UTC+8)."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{field} 须为 ISO 格式的日期或时间", field=field)
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(
+            f"{field} 须为 ISO 格式的日期或时间，例如 2026-12-01T09:00", field=field
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=LOCAL_TZ)
+    return parsed.astimezone(UTC)
+
+
+def queue_overview() -> dict[str, Any]:
+    """What an admin needs to keep the queue moving."""
+    now = utcnow()
+    waiting = db.session.scalars(
+        select(Item)
+        .where(
+            or_(
+                Item.needs_admin.is_(True), Item.state.in_([ItemState.flagged, ItemState.in_review])
+            )
+        )
+        .order_by(Item.state_changed_at)
+    ).all()
+    items = []
+    for item in waiting:
+        selection = db.session.scalar(
+            select(Selection).where(Selection.item_id == item.id).order_by(Selection.id.desc())
+        )
+        open_rows = [a for a in item_assignments(item) if a.is_open]
+        items.append(
+            {
+                "id": item.id,
+                "title": item.title,
+                "state": item.state.value,
+                "needs_admin": item.needs_admin,
+                "reviewers_needed": item.reviewers_needed,
+                "open_assignments": len(open_rows),
+                "waiting_seconds": int((now - item.state_changed_at).total_seconds()),
+                "refused": {
+                    eid: {"code": code, "label": REFUSAL_LABELS.get(code, code)}
+                    for eid, code in (selection.refused if selection else {}).items()
+                },
+            }
+        )
+    overdue = db.session.scalars(
+        select(Assignment)
+        .where(Assignment.state.in_(OPEN_STATES), Assignment.due_at < now)
+        .order_by(Assignment.due_at)
+    ).all()
+    return {"items": items, "overdue": [a.to_dict() for a in overdue]}

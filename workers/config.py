@@ -13,7 +13,7 @@ TASK_SOFT_TIME_LIMIT = 540
 VISIBILITY_TIMEOUT = 3600
 RETRY_BACKOFF_MAX = 300
 
-QUEUES = ("screening", "media", "control")
+QUEUES = ("screening", "media", "control", "notifications")
 
 
 def celery_config(flask_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -54,6 +54,8 @@ def celery_config(flask_config: Mapping[str, Any]) -> dict[str, Any]:
             "kepu.relay_outbox": {"queue": "control"},
             "kepu.reconcile": {"queue": "control"},
             "kepu.sweep_deadlines": {"queue": "control"},
+            "kepu.send_email": {"queue": "notifications"},
+            "kepu.send_digests": {"queue": "notifications"},
         },
         "beat_schedule": {
             "relay-outbox": {
@@ -65,6 +67,11 @@ def celery_config(flask_config: Mapping[str, Any]) -> dict[str, Any]:
                 "task": "kepu.reconcile",
                 "schedule": timedelta(seconds=60),
                 "options": {"expires": 300},
+            },
+            "send-digests": {
+                "task": "kepu.send_digests",
+                "schedule": timedelta(seconds=int(flask_config["DIGEST_EVERY"])),
+                "options": {"expires": 3600},
             },
             "sweep-deadlines": {
                 "task": "kepu.sweep_deadlines",

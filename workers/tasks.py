@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import smtplib
 from datetime import timedelta
+from email.message import EmailMessage
 
 from celery import shared_task
 from flask import current_app
 from sqlalchemy import select, update
 
-from expert_pool.models import OPEN_STATES, Assignment
+from expert_pool.models import OPEN_STATES, Assignment, Notification
+from expert_pool.notifications import compose, pending_digests
 from expert_pool.operations import assign_reviewers
 from expert_pool.operations import sweep_deadlines as sweep
 from review.db import db, utcnow
@@ -17,6 +20,7 @@ from review.lifecycle import ItemState
 from review.models import Item, OutboxMessage
 from review.operations import requeue_stuck
 from workers import screening
+from workers.config import RETRY_BACKOFF_MAX
 
 log = logging.getLogger(__name__)
 
@@ -113,3 +117,63 @@ def sweep_deadlines() -> int:
     expired = sweep(deadlines=screening.deadlines_from_config())
     db.session.commit()
     return expired
+
+
+def _send(message: EmailMessage) -> None:
+    """Deliver through the configured SMTP server (bounded timeouts)."""
+    cfg = current_app.config
+    with smtplib.SMTP(str(cfg["SMTP_HOST"]), int(cfg["SMTP_PORT"]), timeout=15) as smtp:
+        if cfg["SMTP_STARTTLS"]:
+            smtp.starttls()
+        if cfg["SMTP_USER"]:
+            smtp.login(str(cfg["SMTP_USER"]), str(cfg["SMTP_PASSWORD"] or ""))
+        smtp.send_message(message)
+
+
+@shared_task(name="kepu.send_email", bind=True, max_retries=5)
+def send_email(self, notification_id: int) -> str:  # type: ignore[no-untyped-def]
+    """E-mail one notification at once; a redelivered message sends nothing twice."""
+    cfg = current_app.config
+    note = db.session.get(Notification, int(notification_id))
+    if note is None or note.emailed_at is not None:
+        return "done"
+    if not cfg["SMTP_HOST"] or not note.user.email:
+        return "no_smtp"
+    message = compose(
+        [note], to=note.user.email, sender=str(cfg["MAIL_FROM"]), base_url=str(cfg["BASE_URL"])
+    )
+    try:
+        _send(message)
+    except (OSError, smtplib.SMTPException) as exc:
+        log.warning("mail to %s failed: %s", note.user.email, exc)
+        raise self.retry(
+            exc=exc, countdown=min(60 * 2**self.request.retries, RETRY_BACKOFF_MAX)
+        ) from exc
+    note.emailed_at = utcnow()
+    db.session.commit()
+    return "sent"
+
+
+@shared_task(name="kepu.send_digests")
+def send_digests() -> int:
+    """One e-mail per digest user with everything not yet sent."""
+    cfg = current_app.config
+    if not cfg["SMTP_HOST"]:
+        return 0
+    sent = 0
+    for notes in pending_digests().values():
+        user = notes[0].user
+        message = compose(
+            notes, to=str(user.email), sender=str(cfg["MAIL_FROM"]), base_url=str(cfg["BASE_URL"])
+        )
+        try:
+            _send(message)
+        except (OSError, smtplib.SMTPException) as exc:
+            log.warning("digest to %s failed: %s", user.email, exc)
+            continue
+        now = utcnow()
+        for note in notes:
+            note.emailed_at = now
+        db.session.commit()
+        sent += 1
+    return sent

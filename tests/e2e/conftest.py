@@ -43,7 +43,7 @@ class Worker:
                 "-s",
                 str(folder / "beat-schedule"),
                 "-Q",
-                "screening,media,control",
+                "screening,media,control,notifications",
                 "-c",
                 "1",
                 "-n",

@@ -1,0 +1,254 @@
+"""Agreement, arbitration, appeals, escalation, reminders and pull-mode claims."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from expert_pool.models import Assignment, Expert, Notification
+from expert_pool.operations import Deadlines, claim_next, combine, sweep_deadlines
+from review.audit import AuditEvent
+from review.db import db, utcnow
+from review.models import DecisionKind, Item
+from tests.conftest import PSEUDO_BODY, PSEUDO_TITLE
+from workers import screening
+
+DEADLINES = Deadlines(accept_within=3600, decide_within=7200)
+A, R, C = DecisionKind.approve, DecisionKind.reject, DecisionKind.request_changes
+
+
+@pytest.mark.parametrize(
+    ("kinds", "outcome"),
+    [
+        ([A, A], A),
+        ([R, R], R),
+        ([C, A], C),
+        ([A, C], C),
+        ([C, R], C),
+        ([A, R], None),
+        ([R, A], None),
+        ([A], A),
+    ],
+)
+def test_combine(kinds: list[DecisionKind], outcome: DecisionKind | None) -> None:
+    assert combine(kinds) == outcome
+
+
+def _flagged(app: Any, factory: Any, editor: Any = None) -> tuple[int, dict[str, str]]:
+    editor = editor or factory.user("editor")
+    ed = factory.token(editor)
+    resp = app.test_client().post(
+        "/api/v1/items",
+        headers=ed,
+        json={"title": PSEUDO_TITLE, "body": PSEUDO_BODY, "submit": True},
+    )
+    item = db.session.get(Item, resp.json["id"])
+    screening.screen_version(item.current_version_id)  # type: ignore[union-attr, arg-type]
+    return resp.json["id"], ed
+
+
+def _open(item_id: int) -> list[Assignment]:
+    return list(
+        db.session.scalars(
+            select(Assignment)
+            .where(Assignment.item_id == item_id, Assignment.state.in_(["offered", "accepted"]))
+            .order_by(Assignment.id)
+        )
+    )
+
+
+def _decide(app: Any, factory: Any, assignment: Assignment, decision: str) -> Any:
+    headers = factory.token(assignment.expert.user)
+    body: dict[str, Any] = {"decision": decision, "password": "correct-horse-1"}
+    if decision != "approve":
+        body.update(comment="理由", references=["参考文献"])
+    resp = app.test_client().post(
+        f"/api/v1/assignments/{assignment.id}/decision", headers=headers, json=body
+    )
+    assert resp.status_code == 200, resp.json
+    return resp.json
+
+
+def _actions(item_id: int) -> list[str]:
+    return list(
+        db.session.scalars(
+            select(AuditEvent.action)
+            .where(AuditEvent.subject_type == "item", AuditEvent.subject_id == str(item_id))
+            .order_by(AuditEvent.seq)
+        )
+    )
+
+
+def test_disagreement_goes_to_a_senior_not_yet_involved(app: Any, factory: Any) -> None:
+    factory.expert(senior=True, username="senior1")
+    factory.expert(username="junior1")
+    item_id, _ = _flagged(app, factory)
+    first, second = _open(item_id)
+    factory.expert(senior=True, username="arbiter")  # joins after the first offers
+    _decide(app, factory, first, "approve")
+    state = _decide(app, factory, second, "reject")["item_state"]
+    assert state == "in_review"
+    arbitration = _open(item_id)
+    assert len(arbitration) == 1 and arbitration[0].kind == "arbitration"
+    assert arbitration[0].expert.user.username == "arbiter"
+    assert _decide(app, factory, arbitration[0], "reject")["item_state"] == "rejected"
+    actions = _actions(item_id)
+    assert "review.disagreement" in actions and actions[-1] in ("item.reject",)
+    assert actions.count("review.decided") == 3
+
+
+def test_arbitration_without_a_free_senior_needs_an_admin(app: Any, factory: Any) -> None:
+    factory.expert(senior=True)
+    factory.expert()
+    item_id, _ = _flagged(app, factory)
+    first, second = _open(item_id)
+    _decide(app, factory, first, "approve")
+    _decide(app, factory, second, "reject")
+    item = db.session.get(Item, item_id)
+    assert item is not None and item.state.value == "in_review" and item.needs_admin
+    assert "queue.escalated" in _actions(item_id)
+
+
+def test_appeal_once_with_different_experts(app: Any, factory: Any) -> None:
+    first_round = {factory.expert(senior=True).id, factory.expert().id}
+    item_id, ed = _flagged(app, factory)
+    for a in _open(item_id):
+        _decide(app, factory, a, "reject")
+    second_round = {factory.expert(senior=True).id, factory.expert().id}
+    c = app.test_client()
+    assert c.post(f"/api/v1/items/{item_id}/appeal", headers=ed, json={}).status_code == 400
+    resp = c.post(f"/api/v1/items/{item_id}/appeal", headers=ed, json={"reason": "已补充权威来源"})
+    assert resp.status_code == 200 and resp.json["state"] == "in_review"
+    offered = {u.id for u in (a.expert.user for a in _open(item_id))}
+    assert offered == second_round and not offered & first_round
+    assert all(a.round == 2 for a in _open(item_id))
+    for a in _open(item_id):
+        _decide(app, factory, a, "reject")
+    resp = c.post(f"/api/v1/items/{item_id}/appeal", headers=ed, json={"reason": "再次申诉"})
+    assert resp.status_code == 409 and resp.json["error"] == "appeal_used"
+
+
+def test_three_failed_offers_escalate_to_an_admin(app: Any, factory: Any) -> None:
+    admin = factory.user("admin")
+    for _ in range(6):
+        factory.expert()
+    item_id, _ = _flagged(app, factory)
+    for _ in range(3):
+        a = _open(item_id)[0]
+        headers = factory.token(a.expert.user)
+        resp = app.test_client().post(
+            f"/api/v1/assignments/{a.id}/decline", headers=headers, json={"reason": "没有时间"}
+        )
+        assert resp.status_code == 200
+    item = db.session.get(Item, item_id)
+    assert item is not None and item.needs_admin
+    assert "queue.escalated" in _actions(item_id)
+    assert db.session.scalar(
+        select(func.count()).select_from(Notification).where(Notification.user_id == admin.id)
+    )
+    # The admin hands it to an expert who was not asked yet; the queue moves again.
+    asked = {
+        a.expert_id
+        for a in db.session.scalars(select(Assignment).where(Assignment.item_id == item_id))
+    }
+    spare = next(e for e in db.session.scalars(select(Expert)) if e.id not in asked)
+    resp = app.test_client().post(
+        f"/api/v1/items/{item_id}/assign",
+        headers=factory.token(admin),
+        json={"expert_id": spare.id},
+    )
+    assert resp.status_code == 201, resp.json
+    assert not db.session.get(Item, item_id).needs_admin  # type: ignore[union-attr]
+
+
+def test_reminder_then_expiry(app: Any, factory: Any) -> None:
+    factory.expert(senior=True)
+    factory.expert()
+    factory.expert()
+    item_id, _ = _flagged(app, factory)
+    a = _open(item_id)[0]
+    a.offered_at = utcnow() - timedelta(hours=1)
+    a.due_at = utcnow() + timedelta(minutes=10)
+    db.session.commit()
+    assert sweep_deadlines(deadlines=DEADLINES) == 0
+    db.session.commit()
+    assert a.reminded_at is not None
+    assert (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.user_id == a.expert.user_id, Notification.kind == "reminder")
+        )
+        == 1
+    )
+    assert sweep_deadlines(deadlines=DEADLINES) == 0  # reminded once only
+    assert "assignment.reminded" in _actions(item_id)
+
+
+def test_high_risk_deadlines_are_shorter() -> None:
+    assert DEADLINES.accept("critical") < DEADLINES.accept("high") < DEADLINES.accept("medium")
+    assert DEADLINES.decide("low") == timedelta(seconds=7200)
+
+
+def test_refusal_reasons_are_recorded_for_admins(app: Any, factory: Any) -> None:
+    editor = factory.user("editor")
+    same_unit = factory.expert(unit=editor.unit)
+    factory.expert(senior=True)
+    factory.expert()
+    _flagged(app, factory, editor)
+    admin = factory.user("admin")
+    queue = app.test_client().get("/api/v1/queue", headers=factory.token(admin)).json
+    expert_id = str(Expert.for_user(same_unit).id)  # type: ignore[union-attr]
+    refused = {k: v for item in queue["items"] for k, v in item["refused"].items()}
+    assert refused[expert_id]["code"] == "conflict_unit"
+    assert refused[expert_id]["label"].startswith("利益冲突")
+
+
+def test_concurrent_claims_never_double_assign(app: Any, factory: Any) -> None:
+    editors = [factory.user("editor") for _ in range(3)]
+    ids = [_flagged(app, factory, editors[i % 3])[0] for i in range(10)]  # nobody eligible yet
+    assert all(db.session.get(Item, i).needs_admin for i in ids)  # type: ignore[union-attr]
+    user_ids = [factory.expert(senior=i < 2, max_load=10).id for i in range(8)]
+    user_cls = type(factory.user("auditor"))
+    db.session.commit()  # end this thread's transaction: SQLite writers queue on one lock
+    barrier = threading.Barrier(len(user_ids))
+    errors: list[BaseException] = []
+
+    def worker(user_id: int) -> None:
+        with app.app_context():
+            try:
+                barrier.wait(timeout=30)
+                user = db.session.get(user_cls, user_id)
+                while claim_next(user, deadlines=DEADLINES) is not None:
+                    db.session.commit()
+                db.session.commit()
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+                db.session.rollback()
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=worker, args=(uid,)) for uid in user_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    db.session.expire_all()
+    for item_id in ids:
+        rows = db.session.scalars(select(Assignment).where(Assignment.item_id == item_id)).all()
+        item = db.session.get(Item, item_id)
+        assert item is not None
+        assert len(rows) <= item.reviewers_needed
+        assert len({a.expert_id for a in rows}) == len(rows)  # nobody twice on one version
+    # A claimer that lost a race moves on; one more pass fills any slot left, never more.
+    for uid in user_ids:
+        while claim_next(db.session.get(user_cls, uid), deadlines=DEADLINES) is not None:  # type: ignore[arg-type]
+            db.session.commit()
+    needed = sum(db.session.get(Item, i).reviewers_needed for i in ids)  # type: ignore[union-attr]
+    assert db.session.scalar(select(func.count()).select_from(Assignment)) == needed == 20
+    assert all(db.session.get(Item, i).state.value == "in_review" for i in ids)  # type: ignore[union-attr]
