@@ -183,6 +183,8 @@ def test_pages_answer_per_role(world: dict[str, Any], app: Any) -> None:
         "/admin/users": {"editor_a": 403, "expert": 403, "auditor": 403, "admin": 200},
         "/admin/experts": {"editor_a": 403, "expert": 403, "auditor": 200, "admin": 200},
         "/admin/queue": {"editor_a": 403, "expert": 403, "auditor": 200, "admin": 200},
+        "/notifications": {"editor_a": 200, "expert": 200, "auditor": 200, "admin": 200},
+        "/admin/experts/1": {"editor_a": 403, "expert": 403, "auditor": 403, "admin": 200},
         f"/items/{world['flagged']}": {
             "editor_a": 200,
             "editor_b": 404,
