@@ -70,6 +70,9 @@ def load() -> dict[str, object]:
         "BROKER_URL": broker_url,
         "UPLOAD_FOLDER": _env("UPLOAD_FOLDER", str(folder / "uploads")),
         "SIGNING_KEY_PATH": _env("SIGNING_KEY_PATH", str(folder / "signing_key.pem")),
+        # The audit ledger's name in signed checkpoints, and how often one is signed.
+        "LEDGER_ORIGIN": _env("LEDGER_ORIGIN", "kepu-review/audit"),
+        "CHECKPOINT_EVERY": _env_int("CHECKPOINT_EVERY", 3600),
         # Screening: the lowest risk level that routes a version to experts.
         "FLAG_LEVEL": _env("FLAG_LEVEL", "medium"),
         "SCREENING_MAX_ATTEMPTS": _env_int("SCREENING_MAX_ATTEMPTS", 3),

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from expert_pool import operations as pool_ops
 from expert_pool import pool
 from expert_pool.models import Assignment, Expert, Notification
+from review import ledger
 from review import operations as ops
 from review.audit import AuditEvent, record_event
 from review.auth import check_password, user_for_token
@@ -389,3 +390,44 @@ def queue() -> Any:
     user = _user()
     require_role(user, Role.admin, Role.auditor)
     return jsonify(queue_overview())
+
+
+@bp.get("/audit/checkpoints")
+def list_checkpoints() -> Any:
+    """Signed checkpoints, newest first (auditors and admins keep copies outside the system)."""
+    user = _user()
+    require_role(user, Role.auditor, Role.admin)
+    rows = db.session.scalars(
+        select(ledger.AuditCheckpoint).order_by(ledger.AuditCheckpoint.tree_size.desc()).limit(500)
+    )
+    return jsonify(
+        [
+            {
+                "tree_size": c.tree_size,
+                "root_hash": c.root_hash,
+                "created_at": c.created_at.isoformat(),
+                "key_id": c.key_id,
+                "note": c.note,
+            }
+            for c in rows
+        ]
+    )
+
+
+@bp.post("/audit/checkpoints")
+def make_checkpoint() -> Any:
+    """Sign a checkpoint now (auditors and admins)."""
+    user = _user()
+    require_role(user, Role.auditor, Role.admin)
+    row = ledger.create_checkpoint(
+        signer=signer(), origin=str(current_app.config["LEDGER_ORIGIN"]), actor=user
+    )
+    _commit()
+    return jsonify({"tree_size": row.tree_size, "root_hash": row.root_hash, "note": row.note}), 201
+
+
+@bp.get("/audit/public-key")
+def public_key() -> Any:
+    """The Ed25519 public key that signs checkpoints, decisions and receipts."""
+    require_role(_user(), Role.auditor, Role.admin)
+    return current_app.response_class(signer().public_pem(), mimetype="application/x-pem-file")

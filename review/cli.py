@@ -235,25 +235,95 @@ def audit_group() -> None:
 
 
 @audit_group.command("verify")
-@click.option(
-    "--file",
-    "path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Verify an exported events.jsonl instead of the database.",
+@click.argument(
+    "folder", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
 )
-def audit_verify(path: str | None) -> None:
-    """Recompute the hash chain; exit 1 naming the first broken event."""
-    if path:
-        with open(path, encoding="utf-8") as fh:
-            result = verify_events(json.loads(line) for line in fh if line.strip())
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A checkpoint you kept earlier (repeatable); the export must agree with it.",
+)
+@click.option(
+    "--pubkey",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The public key you trust (default: the one in the export folder).",
+)
+@click.option(
+    "--compare",
+    nargs=2,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Compare two checkpoints of the same size: different roots prove a fork.",
+)
+def audit_verify(
+    folder: Path | None,
+    checkpoints: tuple[Path, ...],
+    pubkey: Path | None,
+    compare: tuple[Path, Path] | None,
+) -> None:
+    """Verify the ledger: hash chain, Merkle roots and signed checkpoints; exit 1 on any fault.
+
+    With FOLDER (from `kepu audit export`) no database or network is needed.
+    """
+    from review import ledger
+
+    try:
+        trusted = [
+            ledger.parse_note(p.read_text(encoding="utf-8"), source=p.name) for p in checkpoints
+        ]
+        if compare:
+            a, b = (
+                ledger.parse_note(p.read_text(encoding="utf-8"), source=p.name) for p in compare
+            )
+            fork = ledger.compare_checkpoints(a, b)
+            if fork:
+                click.echo(fork, err=True)
+                raise SystemExit(1)
+            click.echo("两个检查点没有分叉")
+            if folder is None:
+                return
+    except ledger.NoteError as exc:
+        _fail(f"错误：{exc}", 2)
+        return
+    pem = pubkey.read_text(encoding="utf-8") if pubkey else None
+    if folder is not None:
+        result = ledger.verify_bundle(folder, trusted=trusted, public_key_pem=pem)
     else:
         app = click.get_current_context().ensure_object(ScriptInfo).load_app()
         with app.app_context():
-            result = verify_events(iter_exported_events())
-    click.echo(result.message)
+            result = _verify_database(trusted, pem)
+    for message in result.messages[:-1] if not result.ok else result.messages:
+        click.echo(message)
     if not result.ok:
-        click.echo(f"first bad event: seq {result.first_bad_seq}", err=True)
+        click.echo(result.messages[-1] if result.messages else "校验失败", err=True)
+        if result.first_bad_seq is not None:
+            click.echo(f"first bad event: seq {result.first_bad_seq}", err=True)
         raise SystemExit(1)
+
+
+def _verify_database(trusted: list[Any], pem: str | None) -> Any:
+    from review import ledger
+
+    chain = verify_events(iter_exported_events())
+    if not chain.ok:
+        return ledger.BundleResult(False, [chain.message], chain.first_bad_seq)
+    signer = current_app.extensions["kepu_signer"]
+    key = ledger.load_public_key(pem or signer.public_pem())
+    leaves = ledger.leaf_hashes()
+    stored = [
+        ledger.parse_note(cp.note, source=f"#{cp.tree_size}")
+        for cp in db.session.scalars(
+            select(ledger.AuditCheckpoint).order_by(ledger.AuditCheckpoint.tree_size)
+        )
+    ]
+    messages = [chain.message]
+    for label, group in (("数据库中的检查点", stored), ("受信任的检查点", trusted)):
+        result = ledger.check_checkpoints(leaves, group, key, label=label)
+        if not result.ok:
+            return result
+        messages.extend(result.messages)
+    return ledger.BundleResult(True, messages)
 
 
 @audit_group.command("export")
@@ -261,18 +331,31 @@ def audit_verify(path: str | None) -> None:
     "--out",
     "out",
     required=True,
-    type=click.Path(dir_okay=False, writable=True),
-    help="Write events as JSON lines to this file.",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write events.jsonl, checkpoints/ and public_key.pem into.",
 )
 @with_appcontext
-def audit_export(out: str) -> None:
-    """Export the ledger as JSON lines (one event with its hash per line)."""
-    count = 0
-    with open(out, "w", encoding="utf-8") as fh:
-        for event in iter_exported_events():
-            fh.write(json.dumps(event, ensure_ascii=False, sort_keys=True) + "\n")
-            count += 1
+def audit_export(out: Path) -> None:
+    """Export the ledger for offline verification."""
+    from review import ledger
+
+    count = ledger.export_bundle(out, signer=current_app.extensions["kepu_signer"])
     click.echo(f"exported {count} events to {out}")
+
+
+@audit_group.command("checkpoint")
+@with_appcontext
+def audit_checkpoint() -> None:
+    """Sign a checkpoint of the ledger now and print it (keep a copy outside the system)."""
+    from review import ledger
+
+    row = ledger.create_checkpoint(
+        signer=current_app.extensions["kepu_signer"],
+        origin=str(current_app.config["LEDGER_ORIGIN"]),
+        actor=SYSTEM,
+    )
+    db.session.commit()
+    click.echo(row.note, nl=False)
 
 
 # --- rules -------------------------------------------------------------------------------------

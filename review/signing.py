@@ -63,6 +63,16 @@ class Signer:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ).decode()
 
+    def public_raw(self) -> bytes:
+        """The 32-byte raw public key."""
+        return self.public_key.public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+
+    def sign_bytes(self, data: bytes) -> bytes:
+        """A raw 64-byte Ed25519 signature over ``data``."""
+        return self._key.sign(data)
+
     def sign(self, payload: Mapping[str, Any]) -> str:
         """Base64 signature over the canonical JSON of ``payload``."""
         return base64.b64encode(self._key.sign(canonical_json(payload))).decode()
@@ -78,3 +88,11 @@ def verify_signature(public_pem: str, payload: Mapping[str, Any], signature: str
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def load_public_key(pem: str | bytes) -> Ed25519PublicKey:
+    """An Ed25519 public key from PEM text; ValueError for anything else."""
+    key = serialization.load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("not an Ed25519 public key")
+    return key

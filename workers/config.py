@@ -54,6 +54,7 @@ def celery_config(flask_config: Mapping[str, Any]) -> dict[str, Any]:
             "kepu.relay_outbox": {"queue": "control"},
             "kepu.reconcile": {"queue": "control"},
             "kepu.sweep_deadlines": {"queue": "control"},
+            "kepu.audit_checkpoint": {"queue": "control"},
             "kepu.send_email": {"queue": "notifications"},
             "kepu.send_digests": {"queue": "notifications"},
         },
@@ -72,6 +73,11 @@ def celery_config(flask_config: Mapping[str, Any]) -> dict[str, Any]:
                 "task": "kepu.send_digests",
                 "schedule": timedelta(seconds=int(flask_config["DIGEST_EVERY"])),
                 "options": {"expires": 3600},
+            },
+            "audit-checkpoint": {
+                "task": "kepu.audit_checkpoint",
+                "schedule": timedelta(seconds=int(flask_config.get("CHECKPOINT_EVERY", 3600))),
+                "options": {"expires": 600},
             },
             "sweep-deadlines": {
                 "task": "kepu.sweep_deadlines",

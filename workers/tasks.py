@@ -15,6 +15,7 @@ from expert_pool.models import OPEN_STATES, Assignment, Notification
 from expert_pool.notifications import compose, pending_digests
 from expert_pool.operations import assign_reviewers
 from expert_pool.operations import sweep_deadlines as sweep
+from review.audit import SYSTEM
 from review.db import db, utcnow
 from review.lifecycle import ItemState
 from review.models import Item, OutboxMessage
@@ -177,3 +178,17 @@ def send_digests() -> int:
         db.session.commit()
         sent += 1
     return sent
+
+
+@shared_task(name="kepu.audit_checkpoint")
+def audit_checkpoint() -> int:
+    """Sign a checkpoint of the audit ledger (beat, hourly by default)."""
+    from review.ledger import create_checkpoint
+
+    row = create_checkpoint(
+        signer=current_app.extensions["kepu_signer"],
+        origin=str(current_app.config["LEDGER_ORIGIN"]),
+        actor=SYSTEM,
+    )
+    db.session.commit()
+    return row.tree_size

@@ -88,15 +88,16 @@ def test_export_then_verify_offline(app: Any, instance: Path, tmp_path: Path) ->
     _events(3)
     db.session.rollback()
     env = _env(app, instance)
-    out = tmp_path / "events.jsonl"
+    out = tmp_path / "export"
     run_kepu("audit", "export", "--out", str(out), env=env)
-    assert run_kepu("audit", "verify", "--file", str(out), env=env).returncode == 0
-    lines = out.read_text(encoding="utf-8").splitlines()
+    assert run_kepu("audit", "verify", str(out), env=env).returncode == 0
+    path = out / "events.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
     event = json.loads(lines[1])
     event["data"]["n"] = 99
     lines[1] = json.dumps(event, ensure_ascii=False)
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    proc = run_kepu("audit", "verify", "--file", str(out), env=env, check=False)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    proc = run_kepu("audit", "verify", str(out), env=env, check=False)
     assert proc.returncode == 1 and "seq 1" in proc.stderr
 
 
