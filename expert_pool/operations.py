@@ -30,6 +30,7 @@ from review.models import (
     DecisionKind,
     Finding,
     Item,
+    Publication,
     Role,
     ScreeningReport,
     User,
@@ -796,49 +797,76 @@ def appeal(item: Item, *, actor: User, reason: object, deadlines: Deadlines) -> 
     if item.appeal_used:
         raise Conflict("每篇稿件只能申诉一次", code="appeal_used")
     text = clean_text(reason, "申诉理由", max_chars=5000, required=True)
-    round_ = current_round(item) + 1
-    transition(item, Action.appeal, actor=actor, data={"reason": text, "round": round_})
+    offered = _new_round(item, Action.appeal, actor=actor, reason=text, deadlines=deadlines)
     item.appeal_used = True
+    return offered
+
+
+def request_rereview(
+    item: Item, *, actor: User, reason: object, deadlines: Deadlines
+) -> list[Assignment]:
+    """An auditor or admin asks experts not involved before to review a decided version again."""
+    if not actor.has_role(Role.auditor, Role.admin):
+        raise Forbidden("只有审计人员或管理员可以要求重新审核")
+    text = clean_text(reason, "重新审核理由", max_chars=5000, required=True)
+    offered = _new_round(item, Action.rereview, actor=actor, reason=text, deadlines=deadlines)
+    notify(
+        item.created_by, "outcome", item=item, title=f"稿件被要求重新审核：{item.title}", body=text
+    )
+    return offered
+
+
+def recall_item(item: Item, *, actor: User, reason: object) -> None:
+    """Take a published item down (下架) with a reason; its publication is marked recalled."""
+    if not actor.has_role(Role.auditor, Role.admin):
+        raise Forbidden("只有审计人员或管理员可以下架稿件")
+    text = clean_text(reason, "下架理由", max_chars=5000, required=True)
+    transition(item, Action.recall, actor=actor, data={"reason": text})
+    for publication in db.session.scalars(
+        select(Publication).where(
+            Publication.item_id == item.id, Publication.is_recalled.is_(False)
+        )
+    ):
+        publication.is_recalled = True
+    db.session.flush()
+    notify(item.created_by, "outcome", item=item, title=f"稿件已被下架：{item.title}", body=text)
+
+
+def _new_round(
+    item: Item, action: Action, *, actor: User, reason: str, deadlines: Deadlines
+) -> list[Assignment]:
+    """Start a new review round with experts who were never involved with the item."""
+    round_ = current_round(item) + 1
+    transition(item, action, actor=actor, data={"reason": reason, "round": round_})
     item.needs_admin = False
     version = item.current_version
     assert version is not None
     report = _report(version)
     risk = report.risk_level if report else "medium"
+    item.reviewers_needed = RISK_REVIEWERS.get(risk, 1)
     excluded = _involved_experts(item, None, None)
     request = _request(item, version, risk, excluded=excluded)
-    selection = select_reviewers(candidates(), request, needed=RISK_REVIEWERS.get(risk, 1))
+    selection = select_reviewers(candidates(), request, needed=item.reviewers_needed)
     if not selection.chosen and request.domains:
         request = _request(item, version, risk, excluded=excluded, with_domains=False)
-        selection = select_reviewers(candidates(), request, needed=RISK_REVIEWERS.get(risk, 1))
-    _record_selection(
-        item,
-        version,
-        REVIEW,
-        selection.needed,
-        [c.expert_id for c in selection.chosen],
-        selection.refused,
-        actor,
-    )
-    experts = {
-        e.id: e
-        for e in db.session.scalars(
-            select(Expert).where(Expert.id.in_([c.expert_id for c in selection.chosen]))
-        )
-    }
+        selection = select_reviewers(candidates(), request, needed=item.reviewers_needed)
+    chosen = [c.expert_id for c in selection.chosen]
+    _record_selection(item, version, REVIEW, selection.needed, chosen, selection.refused, actor)
+    experts = {e.id: e for e in db.session.scalars(select(Expert).where(Expert.id.in_(chosen)))}
     offered = [
         _offer(
             item,
-            experts[c.expert_id],
+            experts[eid],
             round_=round_,
             kind=REVIEW,
             risk=risk,
             deadlines=deadlines,
             actor=actor,
         )
-        for c in selection.chosen
+        for eid in chosen
     ]
     if not selection.complete:
-        _escalate(item, "申诉复审的专家不足", actor=actor)
+        _escalate(item, "复审的专家不足", actor=actor)
     return offered
 
 

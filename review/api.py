@@ -431,3 +431,27 @@ def public_key() -> Any:
     """The Ed25519 public key that signs checkpoints, decisions and receipts."""
     require_role(_user(), Role.auditor, Role.admin)
     return current_app.response_class(signer().public_pem(), mimetype="application/x-pem-file")
+
+
+@bp.post("/items/<int:item_id>/rereview")
+def rereview_item(item_id: int) -> Any:
+    """Auditors and admins: ask experts not involved before to review the decision again."""
+    user = _user()
+    require_role(user, Role.auditor, Role.admin)
+    item = load_item(user, item_id)
+    pool_ops.request_rereview(
+        item, actor=user, reason=_json_body().get("reason"), deadlines=deadlines()
+    )
+    _commit()
+    return jsonify(item_to_dict(item))
+
+
+@bp.post("/items/<int:item_id>/recall")
+def recall_item(item_id: int) -> Any:
+    """Auditors and admins: take a published item down (下架) with a reason."""
+    user = _user()
+    require_role(user, Role.auditor, Role.admin)
+    item = load_item(user, item_id)
+    pool_ops.recall_item(item, actor=user, reason=_json_body().get("reason"))
+    _commit()
+    return jsonify(item_to_dict(item))

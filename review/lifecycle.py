@@ -39,6 +39,7 @@ class Action(StrEnum):
     appeal = "appeal"
     publish = "publish"
     recall = "recall"
+    rereview = "rereview"
     withdraw = "withdraw"
 
 
@@ -78,6 +79,12 @@ TRANSITIONS: dict[tuple[ItemState, Action], ItemState] = {
     (S.cleared, A.publish): S.published,
     (S.approved, A.publish): S.published,
     (S.published, A.recall): S.recalled,
+    # An auditor or admin asks for another look at a decided (or recalled) version.
+    (S.approved, A.rereview): S.in_review,
+    (S.rejected, A.rereview): S.in_review,
+    (S.changes_requested, A.rereview): S.in_review,
+    (S.cleared, A.rereview): S.in_review,
+    (S.recalled, A.rereview): S.in_review,
     **{(state, A.withdraw): S.withdrawn for state in _BEFORE_PUBLISHED},
 }
 
@@ -109,6 +116,7 @@ ACTION_LABELS: dict[Action, str] = {
     A.appeal: "申诉",
     A.publish: "发布",
     A.recall: "撤回发布",
+    A.rereview: "重新审核",
     A.withdraw: "撤稿",
 }
 

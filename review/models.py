@@ -357,7 +357,8 @@ class Publication(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
-    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), unique=True)
+    # Not unique: a version taken down (下架) and approved again is published again.
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
     content_sha256: Mapped[str] = mapped_column(String(64))
     published_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -397,8 +397,7 @@ def publish_item(
         raise Conflict("稿件还没有提交过任何版本")
     if content_sha256 is not None and content_sha256 != version.content_sha256:
         raise Conflict("要发布的版本与当前版本的内容哈希不一致", code="hash_mismatch")
-    existing = db.session.scalar(select(Publication).where(Publication.version_id == version.id))
-    if existing is not None and item.state is ItemState.published:
+    if item.state is ItemState.published:
         raise Conflict("该版本已经发布", code="already_published")
     outcome = "cleared" if item.state is ItemState.cleared else "approved"
     decisions: list[Decision] = []

@@ -252,3 +252,46 @@ def test_concurrent_claims_never_double_assign(app: Any, factory: Any) -> None:
     needed = sum(db.session.get(Item, i).reviewers_needed for i in ids)  # type: ignore[union-attr]
     assert db.session.scalar(select(func.count()).select_from(Assignment)) == needed == 20
     assert all(db.session.get(Item, i).state.value == "in_review" for i in ids)  # type: ignore[union-attr]
+
+
+def test_auditor_recalls_and_requests_rereview(app: Any, factory: Any) -> None:
+    factory.expert(senior=True)
+    factory.expert()
+    auditor = factory.token(factory.user("auditor"))
+    item_id, ed = _flagged(app, factory)
+    for a in _open(item_id):
+        _decide(app, factory, a, "approve")
+    c = app.test_client()
+    assert c.post(f"/api/v1/items/{item_id}/publish", headers=ed).status_code == 200
+    # Editors may not recall; reasons are required.
+    assert c.post(f"/api/v1/items/{item_id}/recall", headers=ed, json={"reason": "x"}).status_code == 403
+    assert c.post(f"/api/v1/items/{item_id}/recall", headers=auditor, json={}).status_code == 400
+    resp = c.post(f"/api/v1/items/{item_id}/recall", headers=auditor, json={"reason": "发现数据有误"})
+    assert resp.status_code == 200 and resp.json["state"] == "recalled"
+    notes = c.get("/api/v1/notifications", headers=ed).json
+    assert any("下架" in n["title"] and n["body"] == "发现数据有误" for n in notes)
+    # A re-review goes to experts who were not involved.
+    fresh = {factory.expert(senior=True).id, factory.expert().id}
+    resp = c.post(f"/api/v1/items/{item_id}/rereview", headers=auditor, json={"reason": "请复核"})
+    assert resp.status_code == 200 and resp.json["state"] == "in_review"
+    assert {a.expert.user_id for a in _open(item_id)} == fresh
+    assert {"item.recall", "item.rereview"} <= set(_actions(item_id))
+    # The new round approves and the editor can publish the same version again.
+    for a in _open(item_id):
+        _decide(app, factory, a, "approve")
+    resp = c.post(f"/api/v1/items/{item_id}/publish", headers=ed)
+    assert resp.status_code == 200, resp.json
+
+
+def test_rereview_of_a_rejection(app: Any, factory: Any) -> None:
+    factory.expert(senior=True)
+    factory.expert()
+    admin = factory.token(factory.user("admin"))
+    item_id, _ = _flagged(app, factory)
+    for a in _open(item_id):
+        _decide(app, factory, a, "reject")
+    factory.expert(senior=True)
+    factory.expert()
+    resp = app.test_client().post(f"/api/v1/items/{item_id}/rereview", headers=admin, json={"reason": "抽检"})
+    assert resp.status_code == 200 and resp.json["state"] == "in_review"
+    assert all(a.round == 2 for a in _open(item_id))
