@@ -11,7 +11,7 @@ from sqlalchemy import select
 from expert_pool import operations as pool_ops
 from expert_pool import pool
 from expert_pool.models import Assignment, Expert, Notification
-from review import ledger
+from review import dashboard, ledger
 from review import operations as ops
 from review.audit import AuditEvent, record_event
 from review.auth import check_password, user_for_token
@@ -455,3 +455,22 @@ def recall_item(item_id: int) -> Any:
     pool_ops.recall_item(item, actor=user, reason=_json_body().get("reason"))
     _commit()
     return jsonify(item_to_dict(item))
+
+
+@bp.get("/dashboard")
+def dashboard_figures() -> Any:
+    """Dashboard figures (auditors, admins): ``from``, ``to``, optional ``domain`` and ``unit``."""
+    user = _user()
+    require_role(user, Role.auditor, Role.admin)
+    start = parse_time(request.args["from"], "from") if request.args.get("from") else None
+    end = parse_time(request.args["to"], "to") if request.args.get("to") else None
+    unit = request.args.get("unit")
+    if unit is not None and not unit.isdigit():
+        raise InvalidInput("unit 必须是单位编号", field="unit")
+    return jsonify(
+        dashboard.figures(
+            dashboard.Period(start, end),
+            domain=request.args.get("domain") or None,
+            unit_id=int(unit) if unit else None,
+        )
+    )

@@ -28,6 +28,9 @@ ALLOWED = [
     (S.recalled, A.assign, S.in_review),
     (S.in_review, A.withdraw, S.withdrawn),
     (S.draft, A.withdraw, S.withdrawn),
+    (S.approved, A.rereview, S.in_review),
+    (S.rejected, A.rereview, S.in_review),
+    (S.recalled, A.rereview, S.in_review),
 ]
 
 REFUSED = [
@@ -42,6 +45,9 @@ REFUSED = [
     (S.published, A.publish),
     (S.changes_requested, A.publish),
     (S.draft, A.revise),
+    (S.published, A.rereview),
+    (S.in_review, A.rereview),
+    (S.draft, A.recall),
 ]
 
 
