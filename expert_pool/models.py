@@ -164,3 +164,43 @@ class Notification(db.Model):
     emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
     user: Mapped[User] = relationship()
+
+
+class QualitySample(db.Model):
+    """质检: a random draw of decided versions for re-review by experts not involved."""
+
+    __tablename__ = "quality_samples"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    domain: Mapped[str | None] = mapped_column(String(50))
+    size: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+
+    created_by: Mapped[User] = relationship()
+    checks: Mapped[list[QualityCheck]] = relationship(
+        back_populates="sample", order_by="QualityCheck.id"
+    )
+
+
+class QualityCheck(db.Model):
+    """One sampled version, its original outcome and the re-reviewer's verdict."""
+
+    __tablename__ = "quality_checks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("quality_samples.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    original_outcome: Mapped[str] = mapped_column(String(32))  # approve | reject | request_changes
+    assignment_id: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"), unique=True)
+    result: Mapped[str | None] = mapped_column(String(32))
+    is_overturned: Mapped[bool | None] = mapped_column(Boolean)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    sample: Mapped[QualitySample] = relationship(back_populates="checks")
+    item: Mapped[Item] = relationship()
+    assignment: Mapped[Assignment | None] = relationship()

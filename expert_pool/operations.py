@@ -47,7 +47,7 @@ MAX_FAILED_OFFERS = 3
 #: A reminder goes out once this share of the window has passed.
 REMIND_AT = 0.75
 
-REVIEW, ARBITRATION = "review", "arbitration"
+REVIEW, ARBITRATION, QUALITY = "review", "arbitration", "quality"
 
 
 @dataclass(frozen=True)
@@ -565,6 +565,9 @@ def sweep_deadlines(*, deadlines: Deadlines) -> int:
             offered = assignment.state is AssignmentState.offered
             reason = "expired: not accepted in time" if offered else "expired: no decision in time"
             _end(assignment, AssignmentState.expired, reason, actor=SYSTEM)
+            if assignment.kind == QUALITY:
+                expired += 1
+                continue  # a quality re-review that nobody took is reported, not reassigned
             notify(
                 assignment.expert.user,
                 "reassigned",
@@ -637,29 +640,11 @@ def decide(
         raise Conflict(
             f"该任务当前为“{assignment.state_label}”，不能再签署结论", code="illegal_transition"
         )
-    if item.current_version_id != assignment.version_id:
-        raise Conflict("稿件已有新版本，此任务对应的版本已失效", code="stale_version")
-    # Serialise deciders on the item row: of two concurrent decisions, the second sees the first.
-    conditions = [Item.id == item.id, Item.state == ItemState.in_review]
-    if expected_lock_version is not None:
-        conditions.append(Item.lock_version == expected_lock_version)
-    moved = db.session.execute(
-        update(Item)
-        .where(*conditions)
-        .values(lock_version=Item.lock_version + 1)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if moved != 1:
-        raise Conflict(
-            "稿件已被其他操作改变（或不在审核中），请刷新页面后重试",
-            code="conflict",
-            current_version=db.session.scalar(select(Item.lock_version).where(Item.id == item.id)),
-        )
-    db.session.refresh(item)
-    db.session.refresh(assignment)
-    if assignment.state not in OPEN_STATES:
-        raise Conflict("该任务已签署过结论", code="conflict")
-
+    if assignment.kind == QUALITY:
+        # A quality re-review judges the sampled version; the item's workflow is untouched.
+        _lock_assignment(assignment)
+    else:
+        _lock_item_for_decision(item, assignment, expected_lock_version)
     version = assignment.version
     row = Decision(
         assignment_id=assignment.id,
@@ -698,8 +683,50 @@ def decide(
             "references": refs,
         },
     )
-    _maybe_conclude(item, assignment, actor=actor, deadlines=deadlines)
+    if assignment.kind == QUALITY:
+        from expert_pool.quality import record_result
+
+        record_result(assignment, row)
+    else:
+        _maybe_conclude(item, assignment, actor=actor, deadlines=deadlines)
     return row
+
+
+def _lock_assignment(assignment: Assignment) -> None:
+    moved = db.session.execute(
+        update(Assignment)
+        .where(Assignment.id == assignment.id, Assignment.state.in_(OPEN_STATES))
+        .values(ended_reason="deciding")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        raise Conflict("该任务已签署过结论", code="conflict")
+    db.session.refresh(assignment)
+
+
+def _lock_item_for_decision(item: Item, assignment: Assignment, expected: int | None) -> None:
+    """Serialise deciders on the item row: of two concurrent decisions the second sees the first."""
+    if item.current_version_id != assignment.version_id:
+        raise Conflict("稿件已有新版本，此任务对应的版本已失效", code="stale_version")
+    conditions = [Item.id == item.id, Item.state == ItemState.in_review]
+    if expected is not None:
+        conditions.append(Item.lock_version == expected)
+    moved = db.session.execute(
+        update(Item)
+        .where(*conditions)
+        .values(lock_version=Item.lock_version + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        raise Conflict(
+            "稿件已被其他操作改变（或不在审核中），请刷新页面后重试",
+            code="conflict",
+            current_version=db.session.scalar(select(Item.lock_version).where(Item.id == item.id)),
+        )
+    db.session.refresh(item)
+    db.session.refresh(assignment)
+    if assignment.state not in OPEN_STATES:
+        raise Conflict("该任务已签署过结论", code="conflict")
 
 
 def combine(kinds: list[DecisionKind]) -> DecisionKind | None:

@@ -9,8 +9,8 @@ from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import select
 
 from expert_pool import operations as pool_ops
-from expert_pool import pool
-from expert_pool.models import Assignment, Expert, Notification
+from expert_pool import pool, quality
+from expert_pool.models import Assignment, Expert, Notification, QualitySample
 from review import dashboard, ledger
 from review import operations as ops
 from review.audit import AuditEvent, record_event
@@ -474,3 +474,42 @@ def dashboard_figures() -> Any:
             unit_id=int(unit) if unit else None,
         )
     )
+
+
+@bp.post("/quality/samples")
+def draw_quality_sample() -> Any:
+    """质检: draw decided versions at random for re-review (auditors and admins)."""
+    user = _user()
+    require_role(user, Role.auditor, Role.admin)
+    data = _json_body()
+    size = data.get("size", 10)
+    if not isinstance(size, int):
+        raise InvalidInput("size 必须是整数", field="size")
+    start = parse_time(data["from"], "from") if data.get("from") else None
+    end = parse_time(data["to"], "to") if data.get("to") else None
+    domain = data.get("domain") or None
+    if domain is not None and not isinstance(domain, str):
+        raise InvalidInput("domain 必须是文本", field="domain")
+    sample = quality.draw_sample(
+        actor=user, size=size, start=start, end=end, domain=domain, deadlines=deadlines()
+    )
+    _commit()
+    return jsonify(quality.sample_report(sample)), 201
+
+
+@bp.get("/quality/samples")
+def list_quality_samples() -> Any:
+    """Every sample with its progress and overturn rate."""
+    require_role(_user(), Role.auditor, Role.admin)
+    rows = db.session.scalars(select(QualitySample).order_by(QualitySample.id.desc()).limit(200))
+    return jsonify([quality.sample_report(s) for s in rows])
+
+
+@bp.get("/quality/samples/<int:sample_id>")
+def get_quality_sample(sample_id: int) -> Any:
+    """One sample with every check."""
+    require_role(_user(), Role.auditor, Role.admin)
+    sample = db.session.get(QualitySample, sample_id)
+    if sample is None:
+        raise NotFound("找不到该质检抽样")
+    return jsonify(quality.sample_report(sample))

@@ -71,15 +71,16 @@ def figures(
     versions = [v for v in versions if keep(v)]
     version_ids = {v.id for v in versions}
     screened = [reports[v.id] for v in versions if v.id in reports]
-    decisions = [
-        d
-        for d in db.session.scalars(select(Decision).order_by(Decision.id))
-        if d.version_id in version_ids
-    ]
     assignments = [
         a
         for a in db.session.scalars(select(Assignment).order_by(Assignment.id))
-        if a.version_id in version_ids
+        if a.version_id in version_ids and a.kind != "quality"  # 质检 has its own report
+    ]
+    workflow = {a.id for a in assignments}
+    decisions = [
+        d
+        for d in db.session.scalars(select(Decision).order_by(Decision.id))
+        if d.assignment_id in workflow
     ]
     return {
         "period": {

@@ -264,9 +264,14 @@ def test_auditor_recalls_and_requests_rereview(app: Any, factory: Any) -> None:
     c = app.test_client()
     assert c.post(f"/api/v1/items/{item_id}/publish", headers=ed).status_code == 200
     # Editors may not recall; reasons are required.
-    assert c.post(f"/api/v1/items/{item_id}/recall", headers=ed, json={"reason": "x"}).status_code == 403
+    assert (
+        c.post(f"/api/v1/items/{item_id}/recall", headers=ed, json={"reason": "x"}).status_code
+        == 403
+    )
     assert c.post(f"/api/v1/items/{item_id}/recall", headers=auditor, json={}).status_code == 400
-    resp = c.post(f"/api/v1/items/{item_id}/recall", headers=auditor, json={"reason": "发现数据有误"})
+    resp = c.post(
+        f"/api/v1/items/{item_id}/recall", headers=auditor, json={"reason": "发现数据有误"}
+    )
     assert resp.status_code == 200 and resp.json["state"] == "recalled"
     notes = c.get("/api/v1/notifications", headers=ed).json
     assert any("下架" in n["title"] and n["body"] == "发现数据有误" for n in notes)
@@ -292,6 +297,8 @@ def test_rereview_of_a_rejection(app: Any, factory: Any) -> None:
         _decide(app, factory, a, "reject")
     factory.expert(senior=True)
     factory.expert()
-    resp = app.test_client().post(f"/api/v1/items/{item_id}/rereview", headers=admin, json={"reason": "抽检"})
+    resp = app.test_client().post(
+        f"/api/v1/items/{item_id}/rereview", headers=admin, json={"reason": "抽检"}
+    )
     assert resp.status_code == 200 and resp.json["state"] == "in_review"
     assert all(a.round == 2 for a in _open(item_id))
