@@ -36,7 +36,7 @@ from review.models import (
     User,
     Version,
 )
-from review.operations import clean_text, conclude_review, decision_payload, transition
+from review.operations import clean_text, conclude_review, decision_payload, enqueue, transition
 from review.signing import Signer
 
 log = logging.getLogger(__name__)
@@ -683,6 +683,7 @@ def decide(
             "references": refs,
         },
     )
+    enqueue("kepu.index_item", item.id)  # decisions' comments and references are searchable
     if assignment.kind == QUALITY:
         from expert_pool.quality import record_result
 

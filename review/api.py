@@ -18,6 +18,7 @@ from review.auth import check_password, user_for_token
 from review.db import db, utcnow
 from review.errors import Forbidden, InvalidInput, NotFound, TooLarge, Unauthorized
 from review.models import Item, Role, User
+from review.search import search_items
 from review.web import (
     deadlines,
     expert_to_dict,
@@ -513,3 +514,26 @@ def get_quality_sample(sample_id: int) -> Any:
     if sample is None:
         raise NotFound("找不到该质检抽样")
     return jsonify(quality.sample_report(sample))
+
+
+@bp.get("/search")
+def search() -> Any:
+    """Full-text search (Chinese, jieba) over the caller's visible items and their decisions."""
+    user = _user()
+    query = request.args.get("q", "")
+    if not query.strip():
+        raise InvalidInput("请输入搜索词", field="q")
+    ops.clean_text(query, "搜索词", max_chars=200)
+    restrict = None
+    if user.has_role(Role.editor):
+        restrict = select(Item.id).where(Item.unit_id == user.unit_id)
+    elif user.has_role(Role.expert):
+        expert = Expert.for_user(user)
+        restrict = select(Assignment.item_id).where(
+            Assignment.expert_id == (expert.id if expert else -1)
+        )
+    ids = search_items(query, restrict=restrict)
+    items = {i.id: i for i in db.session.scalars(select(Item).where(Item.id.in_(ids)))}
+    state = request.args.get("state")
+    rows = [items[i] for i in ids if i in items and (not state or items[i].state.value == state)]
+    return jsonify([item_to_dict(i) for i in rows])

@@ -56,6 +56,7 @@ def register_cli(app: Flask) -> None:
         rules_group,
         outbox_group,
         experts_group,
+        search_group,
     ):
         app.cli.add_command(command)
 
@@ -477,6 +478,26 @@ def outbox_reconcile() -> None:
 
 
 # --- demo data ---------------------------------------------------------------------------------
+
+
+@click.group("search")
+def search_group() -> None:
+    """The full-text search index."""
+
+
+@search_group.command("reindex")
+@with_appcontext
+def search_reindex() -> None:
+    """Rebuild the search index of every item."""
+    from review.models import Item
+    from review.search import index_item
+
+    count = 0
+    for item in db.session.scalars(select(Item).order_by(Item.id)).all():
+        index_item(item)
+        count += 1
+    db.session.commit()
+    click.echo(f"indexed {count} items")
 
 
 @click.command("seed-demo")

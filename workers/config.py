@@ -55,6 +55,7 @@ def celery_config(flask_config: Mapping[str, Any]) -> dict[str, Any]:
             "kepu.reconcile": {"queue": "control"},
             "kepu.sweep_deadlines": {"queue": "control"},
             "kepu.audit_checkpoint": {"queue": "control"},
+            "kepu.index_item": {"queue": "control"},
             "kepu.send_email": {"queue": "notifications"},
             "kepu.send_digests": {"queue": "notifications"},
         },

@@ -14,6 +14,7 @@ from review.db import db
 from review.errors import IllegalTransition
 from review.models import ScreeningReport, Version
 from review.operations import begin_screening, fail_screening, record_screening
+from review.search import index_item
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def screen_version(version_id: int, *, max_attempts: int | None = None) -> str:
             db.session.rollback()
             return "done"
         record_screening(version, report_to_row_data(report), flagged=flagged)
+        index_item(version.item)
         _assign_if_flagged(version)
         db.session.commit()
     except (IntegrityError, IllegalTransition):

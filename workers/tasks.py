@@ -192,3 +192,16 @@ def audit_checkpoint() -> int:
     )
     db.session.commit()
     return row.tree_size
+
+
+@shared_task(name="kepu.index_item")
+def index_item(item_id: int) -> int:
+    """Rebuild one item's search index (after a decision); harmless when repeated."""
+    from review.search import index_item as rebuild
+
+    item = db.session.get(Item, int(item_id))
+    if item is None:
+        return 0
+    terms = rebuild(item)
+    db.session.commit()
+    return terms
