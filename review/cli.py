@@ -37,6 +37,8 @@ class KepuGroup(FlaskGroup):
         super().__init__(create_app=_make_app, add_default_commands=False, **kwargs)
         self.add_command(shell_command)
         self.add_command(routes_command)
+        # The screening tools are pure: they run without building the app (fast start-up).
+        self.add_command(rules_group)
 
 
 def main() -> None:
@@ -53,7 +55,6 @@ def register_cli(app: Flask) -> None:
         seed_demo,
         users_group,
         audit_group,
-        rules_group,
         outbox_group,
         experts_group,
         search_group,
