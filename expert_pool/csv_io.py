@@ -383,15 +383,16 @@ def parse_experts_csv(data: bytes) -> list[ExpertRow]:
                 errors.append(RowError(line, headers[key], str(exc)))
                 row_ok = False
         username = values.get("username")
-        if row_ok and not username:
-            errors.append(RowError(line, headers["username"], "不能为空"))
-            continue
-        if not row_ok or username is None:
+        if username is None:
+            if "username" in values:  # empty; a too-long one was reported above
+                errors.append(RowError(line, headers["username"], "不能为空"))
             continue
         if username in seen:
             errors.append(RowError(line, headers["username"], f"与第 {seen[username]} 行重复"))
             continue
         seen[username] = line
+        if not row_ok:
+            continue
         start, until = values.get("leave_from"), values.get("leave_until")
         if start is not None and until is not None and until <= start:
             errors.append(RowError(line, headers["leave_until"], "请假结束须晚于请假开始"))
