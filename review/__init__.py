@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, g, jsonify, render_template, request
+from flask_babel import gettext, lazy_gettext
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -16,6 +17,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 import config
+from review import i18n
 from review.audit import current_request_id
 from review.db import db, render_item
 from review.errors import DomainError
@@ -27,17 +29,17 @@ csrf = CSRFProtect()
 migrate = Migrate()
 
 HTTP_MESSAGES = {
-    400: "请求格式不正确",
-    401: "请先登录",
-    403: "您没有权限执行此操作",
-    404: "找不到该页面或对象",
-    405: "不支持该请求方法",
-    409: "当前状态不允许此操作",
-    413: "提交的内容过大",
-    415: "不支持的内容类型",
-    429: "请求过于频繁，请稍后再试",
-    500: "服务器内部错误",
-    503: "服务暂时不可用，请稍后重试",
+    400: lazy_gettext("请求格式不正确"),
+    401: lazy_gettext("请先登录"),
+    403: lazy_gettext("您没有权限执行此操作"),
+    404: lazy_gettext("找不到该页面或对象"),
+    405: lazy_gettext("不支持该请求方法"),
+    409: lazy_gettext("当前状态不允许此操作"),
+    413: lazy_gettext("提交的内容过大"),
+    415: lazy_gettext("不支持的内容类型"),
+    429: lazy_gettext("请求过于频繁，请稍后再试"),
+    500: lazy_gettext("服务器内部错误"),
+    503: lazy_gettext("服务暂时不可用，请稍后重试"),
 }
 
 
@@ -45,8 +47,9 @@ def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.is_json
 
 
-def error_response(status: int, code: str, message: str, **extra: Any) -> Any:
-    """An error as JSON for the API, as a Chinese page for browsers."""
+def error_response(status: int, code: str, message: Any, **extra: Any) -> Any:
+    """An error as JSON for the API, as a page for browsers, in the request's language."""
+    message = str(message)  # a lazy translation becomes text in this request's locale
     if _wants_json():
         return jsonify({"error": code, "message": message, **extra}), status
     return render_template("error.html", status=status, message=message), status
@@ -95,6 +98,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         compare_type=True,
         render_item=render_item,
     )
+    i18n.init_app(app)  # first, so its per-request reset runs before CSRF checks answer
     login_manager.init_app(app)
     csrf.init_app(app)
 
@@ -135,7 +139,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError) -> Any:
-        return error_response(400, "csrf", "表单已过期或缺少安全令牌，请刷新页面后重试")
+        return error_response(400, "csrf", gettext("表单已过期或缺少安全令牌，请刷新页面后重试"))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:

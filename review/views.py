@@ -1,4 +1,4 @@
-"""Server-rendered pages in Simplified Chinese for editors, experts, auditors and admins."""
+"""Server-rendered pages for editors, experts, auditors and admins (Chinese, or English)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select, text, update
 
@@ -37,6 +38,7 @@ from review.auth import (
 )
 from review.db import db, utcnow
 from review.errors import DomainError, Forbidden, InvalidInput, NotFound
+from review.i18n import N_
 from review.lifecycle import ItemState
 from review.models import Item, Role, Unit, User
 from review.web import (
@@ -57,7 +59,8 @@ from rules import DOMAINS
 bp = Blueprint("web", __name__)
 
 login_manager.login_view = "web.login"
-login_manager.login_message = "请先登录"
+login_manager.login_message = N_("请先登录")  # shown through localize_callback
+login_manager.localize_callback = gettext
 
 
 @login_manager.user_loader
@@ -68,10 +71,18 @@ def _load_user(session_id: str) -> User | None:
 @login_manager.unauthorized_handler
 def _unauthorized() -> Any:
     if request.path.startswith("/api/") or request.is_json:
-        return jsonify({"error": "unauthorized", "message": "请先登录"}), 401
+        return jsonify({"error": "unauthorized", "message": gettext("请先登录")}), 401
     return redirect(
         url_for("web.login", next=request.full_path if request.method == "GET" else None)
     )
+
+
+def _fresh_session() -> None:
+    """Start a new session (no fixation), keeping only the chosen language."""
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -102,9 +113,9 @@ def login() -> Any:
         if user is None or not user.is_active_user or not check_password(user, password):
             record_failed_login(username)
             db.session.commit()
-            flash("用户名或密码错误，或账号已停用", "error")
+            flash(gettext("用户名或密码错误，或账号已停用"), "error")
             return render_template("login.html", username=username), 401
-        session.clear()  # a fresh session: no fixation
+        _fresh_session()
         start_login_session(user)
         login_user(user)
         db.session.commit()
@@ -119,8 +130,8 @@ def logout() -> Any:
     end_login_session(current_user)
     db.session.commit()
     logout_user()
-    session.clear()
-    flash("您已退出登录", "info")
+    _fresh_session()
+    flash(gettext("您已退出登录"), "info")
     return redirect(url_for("web.login"))
 
 
@@ -174,7 +185,9 @@ def new_item() -> Any:
             return render_template("item_form.html", item=None, form=request.form), 400
         db.session.commit()
         flash(
-            "已提交，正在进行机器初筛" if item.state is ItemState.submitted else "草稿已保存",
+            gettext("已提交，正在进行机器初筛")
+            if item.state is ItemState.submitted
+            else gettext("草稿已保存"),
             "info",
         )
         return redirect(url_for("web.item_detail", item_id=item.id))
@@ -222,7 +235,12 @@ def edit_item(item_id: int) -> Any:
             flash(exc.message, "error")
             return render_template("item_form.html", item=item, form=request.form), 400
         db.session.commit()
-        flash("已保存" if item.state is ItemState.draft else "新版本已提交，正在重新初筛", "info")
+        flash(
+            gettext("已保存")
+            if item.state is ItemState.draft
+            else gettext("新版本已提交，正在重新初筛"),
+            "info",
+        )
         return redirect(url_for("web.item_detail", item_id=item.id))
     return render_template(
         "item_form.html", item=item, form={"title": item.title, "body": item.body}
@@ -233,10 +251,10 @@ def _editor_action(item_id: int, action: str) -> Any:
     item = load_item(current_user, item_id)
     if action == "submit":
         ops.submit_item(item, actor=current_user)
-        message = "已提交，正在进行机器初筛"
+        message = gettext("已提交，正在进行机器初筛")
     elif action == "withdraw":
         ops.withdraw_item(item, actor=current_user, reason=request.form.get("reason", ""))
-        message = "稿件已撤回"
+        message = gettext("稿件已撤回")
     else:
         ops.publish_item(
             item,
@@ -244,7 +262,7 @@ def _editor_action(item_id: int, action: str) -> Any:
             signer=signer(),
             content_sha256=request.form.get("content_sha256") or None,
         )
-        message = "已发布，可下载签名回执"
+        message = gettext("已发布，可下载签名回执")
     db.session.commit()
     flash(message, "info")
     return redirect(url_for("web.item_detail", item_id=item.id))
@@ -281,7 +299,7 @@ def receipt(item_id: int) -> Any:
     item = load_item(current_user, item_id)
     pub = latest_publication(item)
     if pub is None:
-        raise NotFound("该稿件尚未发布")
+        raise NotFound(gettext("该稿件尚未发布"))
     if current_user.has_role(Role.auditor):
         record_event(
             "audit.download",
@@ -337,9 +355,9 @@ def claim() -> Any:
     assignment = pool_ops.claim_next(current_user, deadlines=deadlines())
     db.session.commit()
     if assignment is None:
-        flash("暂无可认领的稿件", "info")
+        flash(gettext("暂无可认领的稿件"), "info")
         return redirect(url_for("web.assignments"))
-    flash("已认领一篇稿件，请在期限内签署结论", "info")
+    flash(gettext("已认领一篇稿件，请在期限内签署结论"), "info")
     return redirect(url_for("web.review_page", assignment_id=assignment.id))
 
 
@@ -374,7 +392,7 @@ def accept(assignment_id: int) -> Any:
     assignment = load_assignment(current_user, assignment_id)
     pool_ops.accept_assignment(assignment, actor=current_user, deadlines=deadlines())
     db.session.commit()
-    flash("已接受审核任务", "info")
+    flash(gettext("已接受审核任务"), "info")
     return redirect(url_for("web.review_page", assignment_id=assignment.id))
 
 
@@ -388,7 +406,7 @@ def decline(assignment_id: int) -> Any:
         assignment, actor=current_user, reason=request.form.get("reason"), deadlines=deadlines()
     )
     db.session.commit()
-    flash("已谢绝，系统将转给其他专家", "info")
+    flash(gettext("已谢绝，系统将转给其他专家"), "info")
     return redirect(url_for("web.assignments"))
 
 
@@ -435,7 +453,7 @@ def decision(assignment_id: int) -> Any:
         flash(exc.message, "error")
         return redirect(url_for("web.review_page", assignment_id=assignment.id)), 303
     db.session.commit()
-    flash("审核结论已签署", "info")
+    flash(gettext("审核结论已签署"), "info")
     return redirect(url_for("web.assignments"))
 
 
@@ -516,7 +534,7 @@ def admin_users() -> Any:
             flash(exc.message, "error")
         else:
             db.session.commit()
-            flash(f"已创建用户 {user.username}", "info")
+            flash(gettext("已创建用户 %(username)s", username=user.username), "info")
         return redirect(url_for("web.admin_users"))
     users = db.session.scalars(select(User).order_by(User.id)).all()
     return render_template("admin_users.html", users=users, roles=list(Role), domains=DOMAINS)
@@ -529,12 +547,17 @@ def admin_toggle_user(user_id: int) -> Any:
     """Enable or disable an account (disabling ends its sign-ins and tokens)."""
     user = db.session.get(User, user_id)
     if user is None:
-        raise NotFound("找不到该用户")
+        raise NotFound(gettext("找不到该用户"))
     if user.id == current_user.id:
-        raise Forbidden("不能停用自己的账号")
+        raise Forbidden(gettext("不能停用自己的账号"))
     set_active(user, not user.is_active_user, actor=current_user)
     db.session.commit()
-    flash(f"已{'启用' if user.is_active_user else '停用'} {user.username}", "info")
+    flash(
+        gettext("已启用 %(username)s", username=user.username)
+        if user.is_active_user
+        else gettext("已停用 %(username)s", username=user.username),
+        "info",
+    )
     return redirect(url_for("web.admin_users"))
 
 
@@ -565,7 +588,7 @@ def admin_expert_edit(expert_id: int) -> Any:
                 "is_verified": bool(form.get("is_verified")),
                 "is_senior": bool(form.get("is_senior")),
                 "is_active": bool(form.get("is_active")),
-                "max_load": _int_field(form.get("max_load", ""), "最大同时审核数"),
+                "max_load": _int_field(form.get("max_load", ""), gettext("最大同时审核数")),
                 "leave_from": parse_time(form["leave_from"], "请假开始")
                 if form.get("leave_from")
                 else None,
@@ -594,7 +617,7 @@ def admin_expert_edit(expert_id: int) -> Any:
                 "admin_expert_edit.html", expert=expert, domains=DOMAINS, local=_local
             ), 400
         db.session.commit()
-        flash(f"已保存 {expert.name} 的资料", "info")
+        flash(gettext("已保存 %(name)s 的资料", name=expert.name), "info")
         return redirect(url_for("web.admin_experts"))
     return render_template("admin_expert_edit.html", expert=expert, domains=DOMAINS, local=_local)
 
@@ -607,7 +630,7 @@ def _int_field(value: str, label: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise InvalidInput(f"{label}必须是整数") from None
+        raise InvalidInput(gettext("%(label)s必须是整数", label=label)) from None
 
 
 def _local(value: Any) -> str:
@@ -631,10 +654,10 @@ def admin_queue() -> Any:
 def admin_assign(item_id: int) -> Any:
     """Hand a waiting version to a chosen expert."""
     item = load_item(current_user, item_id)
-    expert = pool_ops.get_expert(_int_field(request.form.get("expert_id", ""), "专家编号"))
+    expert = pool_ops.get_expert(_int_field(request.form.get("expert_id", ""), gettext("专家编号")))
     pool_ops.admin_assign(item, expert, actor=current_user, deadlines=deadlines())
     db.session.commit()
-    flash(f"已将稿件 {item.id} 分配给 {expert.name}", "info")
+    flash(gettext("已将稿件 %(item)s 分配给 %(expert)s", item=item.id, expert=expert.name), "info")
     return redirect(url_for("web.admin_queue"))
 
 
@@ -648,7 +671,7 @@ def appeal_item(item_id: int) -> Any:
         item, actor=current_user, reason=request.form.get("reason"), deadlines=deadlines()
     )
     db.session.commit()
-    flash("申诉已提交，将由其他专家复审", "info")
+    flash(gettext("申诉已提交，将由其他专家复审"), "info")
     return redirect(url_for("web.item_detail", item_id=item.id))
 
 
