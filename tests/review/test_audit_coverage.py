@@ -1,0 +1,494 @@
+"""Every route that changes state writes its audit event, in the same transaction as the change.
+
+The table below classifies every mutating endpoint of the URL map; a new endpoint that is not
+classified fails ``test_every_mutating_route_is_classified``. Each case runs the request once
+normally (the expected event appears) and once with the ledger failing at its first write
+(the request fails and nothing it changed is left behind).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+import review.audit
+from expert_pool.models import Assignment, Expert
+from review.audit import AuditEvent
+from review.db import db
+from review.models import Item
+from tests.conftest import GENUINE_BODY, GENUINE_TITLE, PSEUDO_BODY, PSEUDO_TITLE
+from workers import screening
+
+PASSWORD = "correct-horse-1"
+
+#: Endpoints that change nothing another person relies on, so they write no event.
+EXEMPT = {
+    "api.read_notification": "marks the caller's own notification read",
+    "web.notifications_read": "marks the caller's own notifications read",
+    "web.set_language": "the caller's interface language",
+}
+
+
+@dataclass
+class World:
+    """Users, tokens and items for the cases."""
+
+    app: Any
+    factory: Any
+    tokens: dict[str, dict[str, str]]
+    users: dict[str, Any]
+
+    def item(self, state: str) -> int:
+        """A fresh item of the editor's unit in ``state``."""
+        c = self.app.test_client()
+        ed = self.tokens["editor"]
+        if state == "draft":
+            return int(
+                c.post("/api/v1/items", headers=ed, json={"title": "草稿", "body": "x"}).json["id"]
+            )
+        title, body = (
+            (GENUINE_TITLE, GENUINE_BODY)
+            if state in ("cleared", "published")
+            else (PSEUDO_TITLE, PSEUDO_BODY)
+        )
+        item_id = int(
+            c.post(
+                "/api/v1/items", headers=ed, json={"title": title, "body": body, "submit": True}
+            ).json["id"]
+        )
+        if state == "submitted":
+            return item_id
+        screening.screen_version(db.session.get(Item, item_id).current_version_id)  # type: ignore[union-attr, arg-type]
+        if state in ("cleared", "in_review"):
+            return item_id
+        if state == "published":
+            c.post(f"/api/v1/items/{item_id}/publish", headers=ed)
+            return item_id
+        for a in self.open_assignments(item_id):
+            body2: dict[str, Any] = {
+                "decision": "reject" if state == "rejected" else "approve",
+                "password": PASSWORD,
+            }
+            if state == "rejected":
+                body2.update(comment="伪科学", references=["依据"])
+            c.post(
+                f"/api/v1/assignments/{a.id}/decision",
+                headers=self.factory.token(a.expert.user),
+                json=body2,
+            )
+        return item_id
+
+    def open_assignments(self, item_id: int) -> list[Assignment]:
+        return list(
+            db.session.scalars(
+                select(Assignment)
+                .where(Assignment.item_id == item_id, Assignment.state.in_(["offered", "accepted"]))
+                .order_by(Assignment.id)
+            )
+        )
+
+    def assignment_of(self, item_id: int, username: str = "expert1") -> int:
+        expert = Expert.for_user(self.users[username])
+        assert expert is not None
+        return next(a.id for a in self.open_assignments(item_id) if a.expert_id == expert.id)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One mutating request: who, how, and the event it must write."""
+
+    endpoint: str
+    role: str
+    prepare: Callable[[World], tuple[str, Any]]  # -> (url, json body or form data)
+    action: str
+    web: bool = False
+
+
+CASES = [
+    Case(
+        "api.create_item",
+        "editor",
+        lambda w: ("/api/v1/items", {"title": "新稿", "body": "正文"}),
+        "item.created",
+    ),
+    Case(
+        "api.submit_item",
+        "editor",
+        lambda w: (f"/api/v1/items/{w.item('draft')}/submit", {}),
+        "item.submit",
+    ),
+    Case(
+        "api.revise_item",
+        "editor",
+        lambda w: (f"/api/v1/items/{w.item('cleared')}/revise", {"body": "新正文"}),
+        "item.revise",
+    ),
+    Case(
+        "api.withdraw_item",
+        "editor",
+        lambda w: (f"/api/v1/items/{w.item('draft')}/withdraw", {"reason": "不发了"}),
+        "item.withdraw",
+    ),
+    Case(
+        "api.publish_item",
+        "editor",
+        lambda w: (f"/api/v1/items/{w.item('cleared')}/publish", {}),
+        "item.publish",
+    ),
+    Case(
+        "api.appeal_item",
+        "editor",
+        lambda w: (f"/api/v1/items/{w.item('rejected')}/appeal", {"reason": "有依据"}),
+        "item.appeal",
+    ),
+    Case(
+        "api.accept_assignment",
+        "expert1",
+        lambda w: (f"/api/v1/assignments/{w.assignment_of(w.item('in_review'))}/accept", {}),
+        "assignment.accepted",
+    ),
+    Case(
+        "api.decline_assignment",
+        "expert1",
+        lambda w: (
+            f"/api/v1/assignments/{w.assignment_of(w.item('in_review'))}/decline",
+            {"reason": "出差"},
+        ),
+        "assignment.declined",
+    ),
+    Case(
+        "api.decide",
+        "expert1",
+        lambda w: (
+            f"/api/v1/assignments/{w.assignment_of(w.item('in_review'))}/decision",
+            {"decision": "approve", "password": PASSWORD},
+        ),
+        "review.decided",
+    ),
+    Case("api.claim_next", "expert3", lambda w: (w.claimable(), {}), "assignment.claimed"),
+    Case(
+        "api.patch_expert",
+        "admin",
+        lambda w: (f"/api/v1/experts/{Expert.for_user(w.users['expert1']).id}", {"max_load": 9}),
+        "pool.expert_updated",
+    ),  # type: ignore[union-attr]
+    Case(
+        "api.admin_assign",
+        "admin",
+        lambda w: (
+            f"/api/v1/items/{w.item('in_review')}/assign",
+            {"expert_id": Expert.for_user(w.late_expert()).id},
+        ),
+        "assignment.offered",
+    ),  # type: ignore[union-attr]
+    Case(
+        "api.make_checkpoint",
+        "auditor",
+        lambda w: ("/api/v1/audit/checkpoints", {}),
+        "audit.checkpoint",
+    ),
+    Case(
+        "api.draw_quality_sample",
+        "auditor",
+        lambda w: (w.decided("/api/v1/quality/samples"), {"size": 1}),
+        "quality.sample_drawn",
+    ),
+    Case(
+        "api.rereview_item",
+        "auditor",
+        lambda w: (f"/api/v1/items/{w.item('approved')}/rereview", {"reason": "复核"}),
+        "item.rereview",
+    ),
+    Case(
+        "api.recall_item",
+        "auditor",
+        lambda w: (f"/api/v1/items/{w.item('published')}/recall", {"reason": "下架"}),
+        "item.recall",
+    ),
+    Case(
+        "web.login",
+        "anonymous",
+        lambda w: ("/login", {"username": "editor", "password": PASSWORD}),
+        "auth.login",
+        web=True,
+    ),
+    Case("web.logout", "editor", lambda w: ("/logout", {}), "auth.logout", web=True),
+    Case(
+        "web.new_item",
+        "editor",
+        lambda w: ("/items/new", {"title": "网页稿", "body": "正文", "action": "save"}),
+        "item.created",
+        web=True,
+    ),
+    Case(
+        "web.edit_item",
+        "editor",
+        lambda w: (f"/items/{w.item('draft')}/edit", {"title": "改", "body": "改"}),
+        "item.edited",
+        web=True,
+    ),
+    Case(
+        "web.submit_item",
+        "editor",
+        lambda w: (f"/items/{w.item('draft')}/submit", {}),
+        "item.submit",
+        web=True,
+    ),
+    Case(
+        "web.withdraw_item",
+        "editor",
+        lambda w: (f"/items/{w.item('draft')}/withdraw", {"reason": "x"}),
+        "item.withdraw",
+        web=True,
+    ),
+    Case(
+        "web.publish_item",
+        "editor",
+        lambda w: (f"/items/{w.item('cleared')}/publish", {}),
+        "item.publish",
+        web=True,
+    ),
+    Case(
+        "web.appeal_item",
+        "editor",
+        lambda w: (f"/items/{w.item('rejected')}/appeal", {"reason": "有依据"}),
+        "item.appeal",
+        web=True,
+    ),
+    Case(
+        "web.accept",
+        "expert1",
+        lambda w: (f"/assignments/{w.assignment_of(w.item('in_review'))}/accept", {}),
+        "assignment.accepted",
+        web=True,
+    ),
+    Case(
+        "web.decline",
+        "expert1",
+        lambda w: (
+            f"/assignments/{w.assignment_of(w.item('in_review'))}/decline",
+            {"reason": "忙"},
+        ),
+        "assignment.declined",
+        web=True,
+    ),
+    Case(
+        "web.decision",
+        "expert1",
+        lambda w: (
+            f"/assignments/{w.assignment_of(w.item('in_review'))}/decision",
+            {"decision": "approve", "password": PASSWORD},
+        ),
+        "review.decided",
+        web=True,
+    ),
+    Case(
+        "web.claim",
+        "expert3",
+        lambda w: (w.claimable("/assignments/claim"), {}),
+        "assignment.claimed",
+        web=True,
+    ),
+    Case(
+        "web.admin_users",
+        "admin",
+        lambda w: (
+            "/admin/users",
+            {"username": "newbie", "role": "auditor", "password": "longenough1"},
+        ),
+        "user.created",
+        web=True,
+    ),
+    Case(
+        "web.admin_toggle_user",
+        "admin",
+        lambda w: (f"/admin/users/{w.users['auditor'].id}/active", {}),
+        "user.disabled",
+        web=True,
+    ),
+    Case(
+        "web.admin_expert_edit",
+        "admin",
+        lambda w: (
+            f"/admin/experts/{Expert.for_user(w.users['expert1']).id}",
+            {"domains": ["医学健康"], "max_load": "8", "is_verified": "1", "is_active": "1"},
+        ),
+        "pool.expert_updated",
+        web=True,
+    ),  # type: ignore[union-attr]
+    Case(
+        "web.admin_assign",
+        "admin",
+        lambda w: (
+            f"/admin/items/{w.item('in_review')}/assign",
+            {"expert_id": Expert.for_user(w.late_expert()).id},
+        ),
+        "assignment.offered",
+        web=True,
+    ),  # type: ignore[union-attr]
+]
+
+
+def _late_expert(self: World) -> Any:
+    """expert3 joins the pool after the items were offered, so it is free to take one."""
+    if "expert3" not in self.users:
+        self.users["expert3"] = self.factory.expert(username="expert3")
+        self.tokens["expert3"] = self.factory.token(self.users["expert3"])
+    return self.users["expert3"]
+
+
+def _claimable(self: World, url: str = "/api/v1/assignments/claim") -> str:
+    """A flagged item short of reviewers, and an expert who may claim it."""
+    item_id = self.item("in_review")
+    item = db.session.get(Item, item_id)
+    assert item is not None
+    item.reviewers_needed = 3
+    db.session.commit()
+    self.late_expert()  # type: ignore[attr-defined]
+    return url
+
+
+def _decided(self: World, url: str) -> str:
+    self.item("approved")
+    return url
+
+
+World.claimable = _claimable  # type: ignore[attr-defined]
+World.late_expert = _late_expert  # type: ignore[attr-defined]
+World.decided = _decided  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def world(app: Any, factory: Any) -> World:
+    users = {
+        "editor": factory.user("editor", username="editor", password=PASSWORD),
+        "expert1": factory.expert(senior=True, username="expert1"),
+        "expert2": factory.expert(username="expert2"),
+        "auditor": factory.user("auditor", username="auditor", password=PASSWORD),
+        "admin": factory.user("admin", username="admin", password=PASSWORD),
+    }
+    world = World(app, factory, {k: factory.token(u) for k, u in users.items()}, users)
+    return world
+
+
+def _mutating_endpoints(app: Any) -> set[str]:
+    return {
+        rule.endpoint
+        for rule in app.url_map.iter_rules()
+        if rule.methods & {"POST", "PUT", "PATCH", "DELETE"} and rule.endpoint != "static"
+    }
+
+
+def test_every_mutating_route_is_classified(app: Any) -> None:
+    classified = {c.endpoint for c in CASES} | set(EXEMPT)
+    missing = _mutating_endpoints(app) - classified
+    assert not missing, (
+        f"classify these routes in tests/review/test_audit_coverage.py: {sorted(missing)}"
+    )
+
+
+def _send(world: World, case: Case) -> Any:
+    url, payload = case.prepare(world)
+    if case.web:
+        client = world.app.test_client()
+        if case.role != "anonymous":
+            client.post(
+                "/login", data={"username": world.users[case.role].username, "password": PASSWORD}
+            )
+        db.session.commit()
+        return client.post(url, data=payload)
+    db.session.commit()
+    method = "patch" if case.endpoint == "api.patch_expert" else "post"
+    return getattr(world.app.test_client(), method)(
+        url, json=payload, headers=world.tokens[case.role]
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.endpoint)
+def test_route_writes_its_event(world: World, case: Case) -> None:
+    before = db.session.scalar(select(func.max(AuditEvent.seq))) or -1
+    resp = _send(world, case)
+    assert resp.status_code < 400, (resp.status_code, resp.get_data(as_text=True)[:500])
+    db.session.expire_all()
+    actions = list(db.session.scalars(select(AuditEvent.action).where(AuditEvent.seq > before)))
+    assert case.action in actions, actions
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.endpoint != "web.logout"], ids=lambda c: c.endpoint
+)
+def test_failed_ledger_write_leaves_nothing_behind(
+    world: World, case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url_payload_world = world  # prepare the data first, with a working ledger
+    original = review.audit.record_event
+    armed = {"on": False}
+
+    def failing(action: str, **kwargs: Any) -> Any:
+        if armed["on"] and action == case.action:
+            raise RuntimeError("ledger unavailable")
+        return original(action, **kwargs)
+
+    # Every module that imported record_event by name gets the failing one.
+    import sys
+
+    for module in list(sys.modules.values()):
+        if (
+            getattr(module, "__name__", "").startswith(("review", "expert_pool", "workers"))
+            and getattr(module, "record_event", None) is original
+        ):
+            monkeypatch.setattr(module, "record_event", failing)
+    url, payload = case.prepare(url_payload_world)
+    db.session.commit()
+    snapshot = _snapshot()
+    armed["on"] = True
+    client = world.app.test_client()
+    if case.web:
+        if case.role != "anonymous":
+            armed["on"] = False
+            client.post(
+                "/login", data={"username": world.users[case.role].username, "password": PASSWORD}
+            )
+            armed["on"] = True
+            snapshot = _snapshot()
+        resp = client.post(url, data=payload)
+    else:
+        method = "patch" if case.endpoint == "api.patch_expert" else "post"
+        resp = getattr(client, method)(url, json=payload, headers=world.tokens.get(case.role, {}))
+    armed["on"] = False
+    assert resp.status_code >= 500, resp.status_code
+    db.session.expire_all()
+    assert _snapshot() == snapshot
+
+
+def _snapshot() -> dict[str, int]:
+    """Row counts and the sum of every item's lock_version: what any change would move."""
+    tables = [
+        "items",
+        "versions",
+        "assignments",
+        "decisions",
+        "publications",
+        "audit_events",
+        "users",
+        "experts",
+        "outbox_messages",
+        "audit_checkpoints",
+        "quality_samples",
+        "login_sessions",
+    ]
+    counts = {
+        t: db.session.scalar(select(func.count()).select_from(db.metadata.tables[t])) or 0
+        for t in tables
+    }
+    counts["lock"] = db.session.scalar(select(func.coalesce(func.sum(Item.lock_version), 0))) or 0
+    counts["states"] = hash(tuple(db.session.scalars(select(Item.state).order_by(Item.id))))
+    counts["assignment_states"] = hash(
+        tuple(db.session.scalars(select(Assignment.state).order_by(Assignment.id)))
+    )
+    counts["max_load"] = db.session.scalar(select(func.sum(Expert.max_load))) or 0
+    return counts
