@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,6 +66,11 @@ class Request:
     preferred_expert_ids: tuple[int, ...] = ()
     seniors_only: bool = False
 
+    @functools.cached_property
+    def folded_text(self) -> str:
+        """The text case-folded once per request (company conflicts are matched in it)."""
+        return self.text.casefold()
+
 
 @dataclass
 class Selection:
@@ -97,9 +103,8 @@ def refusal_reason(c: Candidate, req: Request) -> str | None:
         return "conflict_declared_unit"
     if c.conflict_people & req.submitter_names:
         return "conflict_declared_person"
-    lowered = req.text.casefold()
-    if any(
-        name.casefold() in lowered or name == req.submitter_unit_name
+    if c.conflict_companies and any(
+        name.casefold() in req.folded_text or name == req.submitter_unit_name
         for name in c.conflict_companies
         if name
     ):

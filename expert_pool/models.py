@@ -12,6 +12,15 @@ from review.db import JSONType, UTCDateTime, db, utcnow
 from review.models import Item, Unit, User, Version, _enum
 
 
+def leave_covers(leave_from: datetime | None, leave_until: datetime | None, now: datetime) -> bool:
+    """True when a leave window (either end may be open) covers ``now``."""
+    if leave_from is None and leave_until is None:
+        return False
+    started = leave_from is None or leave_from <= now
+    ongoing = leave_until is None or leave_until > now
+    return started and ongoing
+
+
 class Expert(db.Model):
     """A member of the authoritative expert pool (权威专家队伍), bound to one user account."""
 
@@ -42,11 +51,7 @@ class Expert(db.Model):
 
     def on_leave(self, now: datetime) -> bool:
         """True while the expert's leave lasts (an open-ended leave has no 'until')."""
-        if self.leave_from is None and self.leave_until is None:
-            return False
-        started = self.leave_from is None or self.leave_from <= now
-        ongoing = self.leave_until is None or self.leave_until > now
-        return started and ongoing
+        return leave_covers(self.leave_from, self.leave_until, now)
 
     def conflict_list(self, kind: str) -> list[str]:
         """Declared conflicts of one kind (units, companies, people)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -210,26 +211,28 @@ def _record_selection(
     refused: Mapping[int, str],
     actor: Any,
 ) -> None:
-    db.session.add(
-        Selection(
-            item_id=item.id,
-            version_id=version.id,
-            kind=kind,
-            needed=needed,
-            chosen=chosen,
-            refused={str(k): v for k, v in refused.items()},
-        )
+    """Keep every refusal reason in ``selections``; the ledger gets the counts and the row id."""
+    row = Selection(
+        item_id=item.id,
+        version_id=version.id,
+        kind=kind,
+        needed=needed,
+        chosen=chosen,
+        refused={str(k): v for k, v in refused.items()},
     )
+    db.session.add(row)
+    db.session.flush()
     record_event(
         "queue.selection",
         actor=actor,
         subject_type="item",
         subject_id=item.id,
         data={
+            "selection": row.id,
             "kind": kind,
             "needed": needed,
             "chosen": chosen,
-            "refused": {str(k): v for k, v in refused.items()},
+            "refused_by_reason": dict(Counter(refused.values())),
         },
     )
 

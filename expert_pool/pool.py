@@ -7,10 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
 
 from expert_pool.matching import Candidate
-from expert_pool.models import OPEN_STATES, Assignment, Expert
+from expert_pool.models import OPEN_STATES, Assignment, Expert, leave_covers
 from review.audit import record_event
 from review.db import db, utcnow
 from review.errors import Conflict, InvalidInput
@@ -173,33 +172,110 @@ def expert_loads() -> dict[int, int]:
 
 
 def candidates(experts: Sequence[Expert] | None = None) -> list[Candidate]:
-    """Every pool member (or the given ones) as a matching candidate, with current load."""
+    """Every pool member (or the given ones) as a matching candidate, with current load.
+
+    The whole-pool path reads only the columns matching needs, with the open-assignment
+    counts joined in, in one query (it runs for every version that needs reviewers).
+    """
     now = utcnow()
-    loads = expert_loads()
-    rows = (
-        experts
-        if experts is not None
-        else db.session.scalars(
-            select(Expert).options(selectinload(Expert.user)).order_by(Expert.id)
-        ).all()
+    if experts is not None:
+        loads = expert_loads()
+        return [
+            _candidate(
+                e.id,
+                e.user_id,
+                e.unit_id,
+                e.domains,
+                e.secondary_domains,
+                e.is_active and e.user.is_active_user,
+                e.is_verified,
+                e.is_senior,
+                leave_covers(e.leave_from, e.leave_until, now),
+                loads.get(e.id, 0),
+                e.max_load,
+                e.conflicts,
+                e.last_assigned_at,
+            )
+            for e in experts
+        ]
+    load = (
+        select(Assignment.expert_id, func.count().label("n"))
+        .where(Assignment.state.in_(OPEN_STATES))
+        .group_by(Assignment.expert_id)
+        .subquery()
     )
-    return [
-        Candidate(
-            expert_id=e.id,
-            user_id=e.user_id,
-            unit_id=e.unit_id,
-            primary_domains=frozenset(e.domains),
-            secondary_domains=frozenset(e.secondary_domains),
-            is_active=e.is_active and e.user.is_active_user,
-            is_verified=e.is_verified,
-            is_senior=e.is_senior,
-            on_leave=e.on_leave(now),
-            load=loads.get(e.id, 0),
-            max_load=e.max_load,
-            conflict_units=frozenset(e.conflict_list("units")),
-            conflict_companies=frozenset(e.conflict_list("companies")),
-            conflict_people=frozenset(e.conflict_list("people")),
-            last_assigned_at=e.last_assigned_at,
+    rows = db.session.execute(
+        select(
+            Expert.id,
+            Expert.user_id,
+            Expert.unit_id,
+            Expert.domains,
+            Expert.secondary_domains,
+            Expert.is_active,
+            User.is_active_user,
+            Expert.is_verified,
+            Expert.is_senior,
+            Expert.leave_from,
+            Expert.leave_until,
+            func.coalesce(load.c.n, 0),
+            Expert.max_load,
+            Expert.conflicts,
+            Expert.last_assigned_at,
         )
-        for e in rows
+        .join(User, User.id == Expert.user_id)
+        .outerjoin(load, load.c.expert_id == Expert.id)
+        .order_by(Expert.id)
+    ).all()
+    return [
+        _candidate(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5] and r[6],
+            r[7],
+            r[8],
+            leave_covers(r[9], r[10], now),
+            int(r[11]),
+            r[12],
+            r[13],
+            r[14],
+        )
+        for r in rows
     ]
+
+
+def _candidate(
+    expert_id: int,
+    user_id: int,
+    unit_id: int | None,
+    domains: Sequence[str],
+    secondary: Sequence[str],
+    active: bool,
+    verified: bool,
+    senior: bool,
+    on_leave: bool,
+    load: int,
+    max_load: int,
+    conflicts: Mapping[str, Sequence[str]] | None,
+    last_assigned_at: datetime | None,
+) -> Candidate:
+    conflicts = conflicts or {}
+    return Candidate(
+        expert_id=expert_id,
+        user_id=user_id,
+        unit_id=unit_id,
+        primary_domains=frozenset(domains),
+        secondary_domains=frozenset(secondary),
+        is_active=bool(active),
+        is_verified=verified,
+        is_senior=senior,
+        on_leave=on_leave,
+        load=load,
+        max_load=max_load,
+        conflict_units=frozenset(conflicts.get("units", [])),
+        conflict_companies=frozenset(conflicts.get("companies", [])),
+        conflict_people=frozenset(conflicts.get("people", [])),
+        last_assigned_at=last_assigned_at,
+    )
