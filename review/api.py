@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
@@ -12,7 +11,7 @@ from sqlalchemy import select
 from expert_pool import operations as pool_ops
 from expert_pool import pool, quality
 from expert_pool.models import Assignment, Expert, Notification, QualitySample
-from review import dashboard, exports, ledger
+from review import dashboard, downloads, ledger
 from review import operations as ops
 from review.audit import AuditEvent, record_event
 from review.auth import check_password, user_for_token
@@ -104,15 +103,7 @@ def create_item() -> Any:
 def list_items() -> Any:
     """The caller's visible items, newest first."""
     user = _user()
-    query = select(Item).order_by(Item.id.desc())
-    if user.has_role(Role.editor):
-        query = query.where(Item.unit_id == user.unit_id)
-    elif user.has_role(Role.expert):
-        expert = Expert.for_user(user)
-        ids = select(Assignment.item_id).where(
-            Assignment.expert_id == (expert.id if expert else -1)
-        )
-        query = query.where(Item.id.in_(ids))
+    query = downloads.visible_items(user).order_by(Item.id.desc())
     state = request.args.get("state")
     if state:
         query = query.where(Item.state == state)
@@ -279,7 +270,9 @@ def audit_events() -> Any:
         limit = min(int(request.args.get("limit", 500)), 5000)
     except ValueError:
         raise InvalidInput("after 和 limit 必须是整数") from None
-    rows = db.session.scalars(_audit_query(request.args).where(AuditEvent.seq > after).limit(limit))
+    rows = db.session.scalars(
+        downloads.audit_query(request.args).where(AuditEvent.seq > after).limit(limit)
+    )
     return jsonify(
         [
             {
@@ -524,13 +517,8 @@ def search() -> Any:
         raise InvalidInput("请输入搜索词", field="q")
     ops.clean_text(query, "搜索词", max_chars=200)
     restrict = None
-    if user.has_role(Role.editor):
-        restrict = select(Item.id).where(Item.unit_id == user.unit_id)
-    elif user.has_role(Role.expert):
-        expert = Expert.for_user(user)
-        restrict = select(Assignment.item_id).where(
-            Assignment.expert_id == (expert.id if expert else -1)
-        )
+    if not user.has_role(Role.auditor, Role.admin):
+        restrict = downloads.visible_items(user).with_only_columns(Item.id)
     ids = search_items(query, restrict=restrict)
     items = {i.id: i for i in db.session.scalars(select(Item).where(Item.id.in_(ids)))}
     state = request.args.get("state")
@@ -538,142 +526,20 @@ def search() -> Any:
     return jsonify([item_to_dict(i) for i in rows])
 
 
-EXPORT_TYPES = {
-    "csv": "text/csv; charset=utf-8",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-}
-
-
-def _download(
-    body: bytes, fmt: str, name: str, *, what: str, user: User, filters: dict[str, Any]
-) -> Any:
-    """A file download that is itself an audit event."""
-    record_event(
-        "audit.export",
-        actor=user,
-        subject_type="export",
-        subject_id=what,
-        data={"format": fmt, "filters": filters, "bytes": len(body)},
-    )
-    _commit()
-    return current_app.response_class(
-        body,
-        mimetype=EXPORT_TYPES[fmt],
-        headers={"Content-Disposition": f"attachment; filename={name}.{fmt}"},
-    )
-
-
-def _format(fmt: str) -> str:
-    if fmt not in EXPORT_TYPES:
-        raise NotFound("不支持的导出格式（csv 或 xlsx）")
-    return fmt
-
-
-def _audit_query(args: Any) -> Any:
-    query = select(AuditEvent).order_by(AuditEvent.seq)
-    if args.get("action"):
-        query = query.where(AuditEvent.action.like(f"{args['action']}%"))
-    if args.get("actor"):
-        query = query.where(AuditEvent.actor == args["actor"])
-    if args.get("item"):
-        query = query.where(
-            AuditEvent.subject_type == "item", AuditEvent.subject_id == args["item"]
-        )
-    if args.get("from"):
-        query = query.where(AuditEvent.at >= parse_time(args["from"], "from"))
-    if args.get("to"):
-        query = query.where(AuditEvent.at < parse_time(args["to"], "to"))
-    return query
-
-
-@bp.get("/export/items.<fmt>")
-def export_items(fmt: str) -> Any:
-    """The caller's visible items (``?state=``) as CSV or XLSX."""
+@bp.get("/export/<kind>.<fmt>")
+def export(kind: str, fmt: str) -> Any:
+    """Items (visible ones), audit log, dashboard workbook: CSV or XLSX; each download audited."""
     user = _user()
-    fmt = _format(fmt)
-    query = select(Item).order_by(Item.id)
-    if user.has_role(Role.editor):
-        query = query.where(Item.unit_id == user.unit_id)
-    elif user.has_role(Role.expert):
-        expert = Expert.for_user(user)
-        query = query.where(
-            Item.id.in_(
-                select(Assignment.item_id).where(
-                    Assignment.expert_id == (expert.id if expert else -1)
-                )
-            )
-        )
-    if request.args.get("state"):
-        query = query.where(Item.state == request.args["state"])
-    rows = list(exports.item_rows(db.session.scalars(query)))
-    body = (
-        exports.to_csv(exports.ITEM_HEADER, rows)
-        if fmt == "csv"
-        else exports.to_xlsx([("稿件", exports.ITEM_HEADER, rows)])
-    )
-    return _download(body, fmt, "items", what="items", user=user, filters=dict(request.args))
-
-
-@bp.get("/export/audit.<fmt>")
-def export_audit(fmt: str) -> Any:
-    """The audit log with the same filters as ``/audit/events`` (auditors and admins)."""
-    user = _user()
-    require_role(user, Role.auditor, Role.admin)
-    fmt = _format(fmt)
-    rows = list(exports.audit_rows(db.session.scalars(_audit_query(request.args))))
-    body = (
-        exports.to_csv(exports.AUDIT_HEADER, rows)
-        if fmt == "csv"
-        else exports.to_xlsx([("审计日志", exports.AUDIT_HEADER, rows)])
-    )
-    return _download(
-        body, fmt, "audit-log", what="audit_log", user=user, filters=dict(request.args)
-    )
-
-
-@bp.get("/export/dashboard.xlsx")
-def export_dashboard() -> Any:
-    """The dashboard tables as a workbook (auditors and admins)."""
-    user = _user()
-    require_role(user, Role.auditor, Role.admin)
-    start = parse_time(request.args["from"], "from") if request.args.get("from") else None
-    end = parse_time(request.args["to"], "to") if request.args.get("to") else None
-    data = dashboard.figures(
-        dashboard.Period(start, end), domain=request.args.get("domain") or None
-    )
-    body = exports.to_xlsx(exports.dashboard_sheets(data))
-    return _download(
-        body, "xlsx", "dashboard", what="dashboard", user=user, filters=dict(request.args)
+    if kind in ("audit", "dashboard"):
+        require_role(user, Role.auditor, Role.admin)
+    return downloads.send(
+        downloads.build(kind, fmt, user, request.args), user=user, filters=request.args
     )
 
 
 @bp.get("/audit/export.zip")
 def export_ledger() -> Any:
     """The ledger bundle (events, checkpoints, public key) for offline `kepu audit verify`."""
-    import tempfile
-    import zipfile
-    from pathlib import Path
-
     user = _user()
     require_role(user, Role.auditor, Role.admin)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "ledger"
-        count = ledger.export_bundle(folder, signer=signer())
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path in sorted(folder.rglob("*")):
-                if path.is_file():
-                    zf.write(path, path.relative_to(folder.parent).as_posix())
-    record_event(
-        "audit.export",
-        actor=user,
-        subject_type="export",
-        subject_id="ledger",
-        data={"events": count},
-    )
-    _commit()
-    return current_app.response_class(
-        buffer.getvalue(),
-        mimetype="application/zip",
-        headers={"Content-Disposition": "attachment; filename=ledger.zip"},
-    )
+    return downloads.send(downloads.build("ledger", "zip", user, {}), user=user, filters={})
