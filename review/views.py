@@ -21,10 +21,10 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select, text, update
 
 from expert_pool import operations as pool_ops
-from expert_pool import pool
-from expert_pool.models import Assignment, AssignmentState, Expert, Notification
+from expert_pool import pool, quality
+from expert_pool.models import Assignment, AssignmentState, Expert, Notification, QualitySample
 from expert_pool.notifications import unread_count
-from review import login_manager
+from review import dashboard, downloads, ledger, login_manager
 from review import operations as ops
 from review.audit import AuditEvent, record_event
 from review.auth import (
@@ -41,6 +41,7 @@ from review.errors import DomainError, Forbidden, InvalidInput, NotFound
 from review.i18n import N_
 from review.lifecycle import ItemState
 from review.models import Item, Role, Unit, User
+from review.search import search_items
 from review.web import (
     LOCAL_TZ,
     deadlines,
@@ -51,6 +52,7 @@ from review.web import (
     load_item,
     parse_time,
     queue_overview,
+    require_role,
     roles_required,
     signer,
 )
@@ -727,3 +729,152 @@ def _inject() -> dict[str, Any]:
     if current_user.is_authenticated:
         unread = unread_count(current_user)
     return {"Role": Role, "Unit": Unit, "unread_notifications": unread}
+
+
+# --- auditors: dashboard, search, checkpoints, 质检, exports ------------------------------------
+
+
+@bp.get("/dashboard")
+@login_required
+@roles_required(Role.auditor, Role.admin)
+def dashboard_page() -> Any:
+    """Figures with charts and the numbers beside them, for a period and domain."""
+    args = request.args
+    data = dashboard.figures(downloads.period_from(args), domain=args.get("domain") or None)
+    return render_template("dashboard.html", data=data, filters=args, domains=DOMAINS)
+
+
+@bp.get("/reports/monthly")
+@login_required
+@roles_required(Role.auditor, Role.admin)
+def monthly_report() -> Any:
+    """A printable monthly report of the dashboard figures (``?month=YYYY-MM``)."""
+    month = request.args.get("month") or utcnow().strftime("%Y-%m")
+    try:
+        start = parse_time(f"{month}-01", "month")
+    except InvalidInput:
+        raise InvalidInput(gettext("月份格式应为 YYYY-MM")) from None
+    local = start.astimezone(LOCAL_TZ)
+    following = local.replace(year=local.year + local.month // 12, month=local.month % 12 + 1)
+    end = following.astimezone(start.tzinfo)
+    data = dashboard.figures(dashboard.Period(start, end))
+    return render_template("monthly_report.html", data=data, month=month, generated=utcnow())
+
+
+@bp.get("/search")
+@login_required
+def search_page() -> Any:
+    """Full-text search over the items the user may see and their decisions."""
+    query = request.args.get("q", "").strip()
+    results: list[Item] = []
+    if query:
+        ops.clean_text(query, gettext("搜索词"), max_chars=200)
+        restrict = None
+        if not current_user.has_role(Role.auditor, Role.admin):
+            restrict = downloads.visible_items(current_user).with_only_columns(Item.id)
+        ids = search_items(query, restrict=restrict)
+        found = {i.id: i for i in db.session.scalars(select(Item).where(Item.id.in_(ids)))}
+        results = [found[i] for i in ids if i in found]
+    return render_template("search.html", query=query, results=results)
+
+
+@bp.route("/audit/checkpoints", methods=["GET", "POST"])
+@login_required
+@roles_required(Role.auditor, Role.admin)
+def checkpoints_page() -> Any:
+    """Signed checkpoints to download and keep; sign one now."""
+    if request.method == "POST":
+        row = ledger.create_checkpoint(
+            signer=signer(), origin=str(current_app.config["LEDGER_ORIGIN"]), actor=current_user
+        )
+        db.session.commit()
+        flash(
+            gettext("已签发检查点（树大小 %(size)s），请下载并妥善保存", size=row.tree_size), "info"
+        )
+        return redirect(url_for("web.checkpoints_page"))
+    rows = db.session.scalars(
+        select(ledger.AuditCheckpoint).order_by(ledger.AuditCheckpoint.tree_size.desc()).limit(200)
+    ).all()
+    return render_template("checkpoints.html", checkpoints=rows)
+
+
+@bp.get("/audit/checkpoints/<int:size>.txt")
+@login_required
+@roles_required(Role.auditor, Role.admin)
+def checkpoint_download(size: int) -> Any:
+    """One checkpoint as a signed-note text file (the download is audited)."""
+    row = db.session.scalar(
+        select(ledger.AuditCheckpoint).where(ledger.AuditCheckpoint.tree_size == size)
+    )
+    if row is None:
+        raise NotFound(gettext("找不到该检查点"))
+    note = downloads.Download(
+        row.note.encode(), "txt", f"checkpoint-{size:08d}", f"checkpoint:{size}"
+    )
+    return downloads.send(note, user=current_user, filters={"tree_size": size})
+
+
+@bp.get("/export/<kind>.<fmt>")
+@login_required
+def export_download(kind: str, fmt: str) -> Any:
+    """Items (visible ones), audit log, dashboard workbook, ledger bundle; each download audited."""
+    if kind in ("audit", "dashboard", "ledger"):
+        require_role(current_user, Role.auditor, Role.admin)
+    return downloads.send(
+        downloads.build(kind, fmt, current_user, request.args),
+        user=current_user,
+        filters=request.args,
+    )
+
+
+@bp.route("/quality", methods=["GET", "POST"])
+@login_required
+@roles_required(Role.auditor, Role.admin)
+def quality_page() -> Any:
+    """质检: draw a sample of decided versions and follow its overturn rate."""
+    if request.method == "POST":
+        form = request.form
+        sample = quality.draw_sample(
+            actor=current_user,
+            size=_int_field(form.get("size", ""), gettext("抽样数量")),
+            start=parse_time(form["from"], "from") if form.get("from") else None,
+            end=parse_time(form["to"], "to") if form.get("to") else None,
+            domain=form.get("domain") or None,
+            deadlines=deadlines(),
+        )
+        db.session.commit()
+        flash(gettext("已抽取 %(size)s 篇稿件送交质检复审", size=sample.size), "info")
+        return redirect(url_for("web.quality_page", sample=sample.id))
+    samples = db.session.scalars(
+        select(QualitySample).order_by(QualitySample.id.desc()).limit(100)
+    ).all()
+    reports = [quality.sample_report(s) for s in samples]
+    chosen = request.args.get("sample", type=int)
+    detail = next((r for r in reports if r["id"] == chosen), reports[0] if reports else None)
+    return render_template("quality.html", reports=reports, detail=detail, domains=DOMAINS)
+
+
+@bp.post("/items/<int:item_id>/recall")
+@login_required
+@roles_required(Role.auditor, Role.admin)
+def recall_item(item_id: int) -> Any:
+    """Take a published item down (下架) with a reason."""
+    item = load_item(current_user, item_id)
+    pool_ops.recall_item(item, actor=current_user, reason=request.form.get("reason"))
+    db.session.commit()
+    flash(gettext("稿件已下架，编辑已收到通知"), "info")
+    return redirect(url_for("web.item_detail", item_id=item.id))
+
+
+@bp.post("/items/<int:item_id>/rereview")
+@login_required
+@roles_required(Role.auditor, Role.admin)
+def rereview_item(item_id: int) -> Any:
+    """Ask experts who were never involved to review the decision again."""
+    item = load_item(current_user, item_id)
+    pool_ops.request_rereview(
+        item, actor=current_user, reason=request.form.get("reason"), deadlines=deadlines()
+    )
+    db.session.commit()
+    flash(gettext("已要求重新审核，新的专家将收到邀请"), "info")
+    return redirect(url_for("web.item_detail", item_id=item.id))
