@@ -7,7 +7,8 @@
   var colours = ["#0b5cad", "#e8590c", "#2b8a3e", "#c92a2a", "#5f3dc4", "#1098ad", "#f08c00"];
   function bar(id, labels, values, label, horizontal) {
     var canvas = document.getElementById(id);
-    if (!canvas || !labels.length) { return; }
+    if (!canvas) { return; }
+    if (!labels.length) { canvas.hidden = true; return; }
     new Chart(canvas, {
       type: "bar",
       data: { labels: labels, datasets: [{ label: label, data: values, backgroundColor: colours[0] }] },
@@ -16,6 +17,7 @@
   }
   var decisions = Object.keys(data.decisions);
   var decisionCanvas = document.getElementById("chart-decisions");
+  if (decisionCanvas && !decisions.length) { decisionCanvas.hidden = true; }
   if (decisionCanvas && decisions.length) {
     new Chart(decisionCanvas, {
       type: "doughnut",
