@@ -520,3 +520,77 @@ def _snapshot() -> dict[str, int]:
     )
     counts["max_load"] = db.session.scalar(select(func.sum(Expert.max_load))) or 0
     return counts
+
+
+AUDITOR_MAY = {
+    "api.make_checkpoint",
+    "api.draw_quality_sample",
+    "api.rereview_item",
+    "api.recall_item",
+    "web.login",
+    "web.logout",
+    "web.checkpoints_page",
+    "web.quality_page",
+    "web.recall_item",
+    "web.rereview_item",
+}
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.endpoint not in AUDITOR_MAY], ids=lambda c: c.endpoint
+)
+def test_auditors_change_nothing(world: World, case: Case) -> None:
+    """Outside their few audit actions, every mutating route refuses an auditor (403 or 404)."""
+    url, payload = case.prepare(world)
+    db.session.commit()
+    snapshot = _snapshot()
+    if case.web:
+        client = world.app.test_client()
+        client.post("/login", data={"username": "auditor", "password": PASSWORD})
+        snapshot = _snapshot()
+        resp = client.post(url, data=payload)
+    else:
+        method = "patch" if case.endpoint == "api.patch_expert" else "post"
+        resp = getattr(world.app.test_client(), method)(
+            url, json=payload, headers=world.tokens["auditor"]
+        )
+    assert resp.status_code in (403, 404), (resp.status_code, resp.get_data(as_text=True)[:300])
+    db.session.expire_all()
+    assert _snapshot() == snapshot
+
+
+def test_screening_task_writes_its_events_in_its_transaction(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's state changes and their events commit together, or not at all."""
+    item_id = world.item("submitted")
+    version_id = db.session.get(Item, item_id).current_version_id  # type: ignore[union-attr]
+    original = review.audit.record_event
+
+    def failing(action: str, **kwargs: Any) -> Any:
+        if action in ("item.flag", "item.clear"):
+            raise RuntimeError("ledger unavailable")
+        return original(action, **kwargs)
+
+    import review.operations as operations
+
+    monkeypatch.setattr(operations, "record_event", failing)
+    before = _snapshot()
+    with pytest.raises(RuntimeError):
+        screening.screen_version(version_id)  # type: ignore[arg-type]
+    db.session.rollback()
+    after = _snapshot()
+    # Only the attempt counter's own transaction (item.start_screening) was committed.
+    assert after["versions"] == before["versions"] and after["assignments"] == before["assignments"]
+    assert (
+        db.session.scalar(select(func.count()).select_from(db.metadata.tables["screening_reports"]))
+        == 0
+    )
+    monkeypatch.setattr(operations, "record_event", original)
+    assert screening.screen_version(version_id) in ("flagged", "cleared")  # type: ignore[arg-type]
+    actions = list(
+        db.session.scalars(select(AuditEvent.action).where(AuditEvent.subject_id == str(item_id)))
+    )
+    assert actions.count("item.start_screening") == 1 and (
+        "item.flag" in actions or "item.clear" in actions
+    )
