@@ -6,10 +6,12 @@ import logging
 from typing import Any
 
 from flask import current_app
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 import rules
 from expert_pool.operations import Deadlines, assign_reviewers
+from review.audit import SYSTEM, AuditEvent, record_event
 from review.db import db
 from review.errors import IllegalTransition
 from review.models import ScreeningReport, Version
@@ -73,6 +75,7 @@ def screen_version(version_id: int, *, max_attempts: int | None = None) -> str:
         if db.session.query(ScreeningReport.id).filter_by(version_id=version.id).first():
             db.session.rollback()
             return "done"
+        note_ruleset(rules.load_default_ruleset())
         record_screening(version, report_to_row_data(report), flagged=flagged)
         index_item(version.item)
         _assign_if_flagged(version)
@@ -98,3 +101,27 @@ def give_up(version_id: int, error: str) -> None:
 def _assign_if_flagged(version: Version) -> None:
     if version.item.state.value == "flagged":
         assign_reviewers(version.item, deadlines=deadlines_from_config())
+
+
+def note_ruleset(ruleset: rules.Ruleset) -> None:
+    """The first screening with a new rule-pack version writes it to the ledger (a rule change)."""
+    seen = db.session.scalar(
+        select(AuditEvent.seq).where(
+            AuditEvent.action == "rules.ruleset_in_use", AuditEvent.subject_id == ruleset.version
+        )
+    )
+    if seen is None:
+        record_event(
+            "rules.ruleset_in_use",
+            actor=SYSTEM,
+            subject_type="ruleset",
+            subject_id=ruleset.version,
+            data={"rules": len(ruleset), "rule_ids_sha256": _rule_ids_digest(ruleset)},
+        )
+
+
+def _rule_ids_digest(ruleset: rules.Ruleset) -> str:
+    import hashlib
+
+    ids = sorted(f"{r.id}@{r.version}" for r in ruleset.rules)
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()

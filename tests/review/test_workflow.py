@@ -275,3 +275,18 @@ def test_versions_are_immutable_snapshots(app: Any, factory: Any) -> None:
     assert versions[0].body == GENUINE_BODY
     assert versions[0].content_sha256 == Version.compute_sha256(GENUINE_TITLE, GENUINE_BODY)
     assert versions[0].content_sha256 != versions[1].content_sha256
+
+
+def test_rule_pack_version_in_use_is_audited_once(app: Any, factory: Any) -> None:
+    import rules
+    from review.audit import AuditEvent
+
+    client = app.test_client()
+    ed = factory.token(factory.user("editor"))
+    _submit(client, ed, GENUINE_TITLE, GENUINE_BODY)
+    _submit(client, ed, GENUINE_TITLE + "（二）", GENUINE_BODY)
+    _screen_pending()
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "rules.ruleset_in_use")).all()
+    assert len(events) == 1
+    assert events[0].subject_id == rules.load_default_ruleset().version
+    assert events[0].data["rules"] == len(rules.load_default_ruleset())
