@@ -466,25 +466,14 @@ def decision(assignment_id: int) -> Any:
 @login_required
 @roles_required(Role.auditor, Role.admin)
 def audit_log() -> Any:
-    """The ledger, newest first, filterable by action, actor and item."""
-    query = select(AuditEvent).order_by(AuditEvent.seq.desc())
-    action = request.args.get("action", "").strip()
-    actor = request.args.get("actor", "").strip()
-    item_id = request.args.get("item", "").strip()
-    if action:
-        query = query.where(AuditEvent.action.like(f"{action}%"))
-    if actor:
-        query = query.where(AuditEvent.actor == actor)
-    if item_id:
-        query = query.where(AuditEvent.subject_type == "item", AuditEvent.subject_id == item_id)
+    """The ledger, newest first, filterable by action, actor, item and time."""
+    filters = {
+        k: request.args.get(k, "").strip() for k in ("action", "actor", "item", "from", "to")
+    }
+    query = downloads.audit_query(filters).order_by(None).order_by(AuditEvent.seq.desc())
     events = db.session.scalars(query.limit(300)).all()
     total = db.session.scalar(select(func.count()).select_from(AuditEvent))
-    return render_template(
-        "audit.html",
-        events=events,
-        total=total,
-        filters={"action": action, "actor": actor, "item": item_id},
-    )
+    return render_template("audit.html", events=events, total=total, filters=filters)
 
 
 @bp.get("/audit/items/<int:item_id>")

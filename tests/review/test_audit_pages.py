@@ -103,3 +103,13 @@ def test_quality_recall_and_rereview_pages(app: Any, factory: Any) -> None:
     assert auditor.get("/export/audit.csv?action=item.").status_code == 200
     assert _login(app, world["editor"]).get("/export/audit.csv").status_code == 403
     assert _login(app, world["editor"]).get("/export/items.csv").status_code == 200
+
+
+def test_trail_shows_versions_findings_and_time_filter(app: Any, factory: Any) -> None:
+    world = _seed(app, factory)
+    c = _login(app, world["auditor"])
+    page = c.get(f"/audit/items/{world['ids'][0]}").get_data(as_text=True)
+    assert "第 1 版" in page and "<mark" in page and "item.flag" in page
+    assert "efficacy." in page or "mechanism." in page  # rule ids of the findings
+    assert "item.created" in c.get("/audit?from=2000-01-01").get_data(as_text=True)
+    assert "item.created" not in c.get("/audit?to=2000-01-01").get_data(as_text=True)
