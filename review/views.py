@@ -165,7 +165,23 @@ def items() -> Any:
     if state in ItemState.__members__:
         query = query.where(Item.state == ItemState(state))
     rows = db.session.scalars(query.limit(500)).all()
-    return render_template("items.html", items=rows, states=list(ItemState), state=state)
+    domain = request.args.get("domain", "")
+    if domain:
+        rows = [
+            i
+            for i in rows
+            if i.current_version
+            and i.current_version.report
+            and domain in i.current_version.report.domains
+        ]
+    return render_template(
+        "items.html",
+        items=rows,
+        states=list(ItemState),
+        state=state,
+        domain=domain,
+        domains=DOMAINS,
+    )
 
 
 @bp.route("/items/new", methods=["GET", "POST"])

@@ -113,3 +113,11 @@ def test_trail_shows_versions_findings_and_time_filter(app: Any, factory: Any) -
     assert "efficacy." in page or "mechanism." in page  # rule ids of the findings
     assert "item.created" in c.get("/audit?from=2000-01-01").get_data(as_text=True)
     assert "item.created" not in c.get("/audit?to=2000-01-01").get_data(as_text=True)
+
+
+def test_items_filter_by_domain(app: Any, factory: Any) -> None:
+    world = _seed(app, factory)
+    c = _login(app, world["auditor"])
+    page = c.get("/items?domain=医学健康").get_data(as_text=True)
+    assert PSEUDO_TITLE in page
+    assert PSEUDO_TITLE not in c.get("/items?domain=交通").get_data(as_text=True)
