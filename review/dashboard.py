@@ -99,7 +99,7 @@ def figures(
         "decisions": dict(Counter(d.decision.value for d in decisions)),
         "turnaround_hours": _turnaround(versions, decisions),
         "overdue": _overdue(assignments),
-        "by_domain": _by_domain(versions, reports, decisions),
+        "by_domain": _by_domain(versions, reports, decisions, assignments),
         "by_unit": _by_unit(versions, items, reports),
         "by_expert": _by_expert(assignments, decisions),
         "rules": _rules(version_ids, decisions),
@@ -131,16 +131,22 @@ def _overdue(assignments: list[Assignment]) -> dict[str, Any]:
 
 
 def _by_domain(
-    versions: list[Version], reports: dict[int, ScreeningReport], decisions: list[Decision]
+    versions: list[Version],
+    reports: dict[int, ScreeningReport],
+    decisions: list[Decision],
+    assignments: list[Assignment],
 ) -> list[dict[str, Any]]:
     rows: dict[str, Counter[str]] = defaultdict(Counter)
     decided = {d.version_id for d in decisions}
+    now = utcnow()
+    overdue = {a.version_id for a in assignments if a.state in OPEN_STATES and a.due_at < now}
     for v in versions:
         report = reports.get(v.id)
         for name in report.domains if report and report.domains else ["（未识别）"]:
             rows[name]["versions"] += 1
             rows[name]["flagged"] += int(bool(report and report.is_flagged))
             rows[name]["decided"] += int(v.id in decided)
+            rows[name]["overdue"] += int(v.id in overdue)
     return [
         {"domain": name, **counts, "flag_rate": _rate(counts["flagged"], counts["versions"])}
         for name, counts in sorted(rows.items(), key=lambda kv: -kv[1]["versions"])
@@ -166,6 +172,7 @@ def _by_unit(
 def _by_expert(assignments: list[Assignment], decisions: list[Decision]) -> list[dict[str, Any]]:
     experts = {e.id: e for e in db.session.scalars(select(Expert))}
     by_assignment = {d.assignment_id: d for d in decisions}
+    now = utcnow()
     rows: dict[int, dict[str, Any]] = {}
     for a in assignments:
         row = rows.setdefault(
@@ -176,12 +183,15 @@ def _by_expert(assignments: list[Assignment], decisions: list[Decision]) -> list
                 "decided": 0,
                 "declined": 0,
                 "expired": 0,
+                "overdue": 0,
                 "hours": [],
             },
         )
         row["offered"] += 1
         if a.state.value in ("declined", "expired"):
             row[a.state.value] += 1
+        if a.state in OPEN_STATES and a.due_at < now:
+            row["overdue"] += 1
         decision = by_assignment.get(a.id)
         if decision is not None:
             row["decided"] += 1

@@ -99,3 +99,18 @@ def test_percentile() -> None:
     assert percentile([3.0], 0.9) == 3.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
     assert percentile(range(1, 11), 0.9) == 9.1
+
+
+def test_overdue_by_domain_and_expert(app: Any, factory: Any) -> None:
+    factory.expert(senior=True)
+    factory.expert()
+    ed = factory.token(factory.user("editor"))
+    auditor = factory.token(factory.user("auditor"))
+    item_id = _submit(app, ed, PSEUDO_TITLE, PSEUDO_BODY)
+    rows = db.session.scalars(select(Assignment).where(Assignment.item_id == item_id)).all()
+    rows[0].due_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+    data = app.test_client().get("/api/v1/dashboard", headers=auditor).json
+    assert data["overdue"] == {"assignments": 1, "items": 1}
+    assert sum(r["overdue"] for r in data["by_expert"]) == 1
+    assert any(r["overdue"] == 1 for r in data["by_domain"])
