@@ -184,6 +184,12 @@ def test_pages_answer_per_role(world: dict[str, Any], app: Any) -> None:
         "/admin/experts": {"editor_a": 403, "expert": 403, "auditor": 200, "admin": 200},
         "/admin/queue": {"editor_a": 403, "expert": 403, "auditor": 200, "admin": 200},
         "/notifications": {"editor_a": 200, "expert": 200, "auditor": 200, "admin": 200},
+        "/dashboard": {"editor_a": 403, "expert": 403, "auditor": 200, "admin": 200},
+        "/reports/monthly": {"editor_a": 403, "expert": 403, "auditor": 200, "admin": 200},
+        "/search?q=测试": {"editor_a": 200, "expert": 200, "auditor": 200, "admin": 200},
+        "/audit/checkpoints": {"editor_a": 403, "expert": 403, "auditor": 200, "admin": 200},
+        "/quality": {"editor_a": 403, "expert": 403, "auditor": 200, "admin": 200},
+        "/export/audit.csv": {"editor_a": 403, "expert": 403, "auditor": 200, "admin": 200},
         "/admin/experts/1": {"editor_a": 403, "expert": 403, "auditor": 403, "admin": 200},
         f"/items/{world['flagged']}": {
             "editor_a": 200,
