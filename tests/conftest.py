@@ -231,3 +231,19 @@ GENUINE_TITLE = "秋季流感疫苗接种提示"
 GENUINE_BODY = (
     "流感疫苗需要每年接种。六个月以上且没有禁忌证的人群都可以接种，接种后少数人会出现低热。"
 )
+
+
+def submit_screened(app: Any, headers: dict[str, str], title: str, body: str) -> int:
+    """Submit an article through the API and run its screening the way the worker does."""
+    from review.db import db
+    from review.models import Item
+    from workers import screening
+
+    resp = app.test_client().post(
+        "/api/v1/items", headers=headers, json={"title": title, "body": body, "submit": True}
+    )
+    assert resp.status_code == 201, resp.json
+    item = db.session.get(Item, resp.json["id"])
+    assert item is not None and item.current_version_id is not None
+    screening.screen_version(item.current_version_id)
+    return int(resp.json["id"])

@@ -9,16 +9,7 @@ from sqlalchemy import select
 from expert_pool.models import Assignment, QualityCheck
 from review.db import db
 from review.models import Item
-from tests.conftest import GENUINE_BODY, GENUINE_TITLE, PSEUDO_BODY, PSEUDO_TITLE
-from workers import screening
-
-
-def _submit(app: Any, ed: dict[str, str], title: str, body: str) -> int:
-    resp = app.test_client().post(
-        "/api/v1/items", headers=ed, json={"title": title, "body": body, "submit": True}
-    )
-    screening.screen_version(db.session.get(Item, resp.json["id"]).current_version_id)  # type: ignore[union-attr, arg-type]
-    return int(resp.json["id"])
+from tests.conftest import GENUINE_BODY, GENUINE_TITLE, PSEUDO_BODY, PSEUDO_TITLE, submit_screened
 
 
 def _decide(app: Any, factory: Any, assignment: Assignment, kind: str) -> Any:
@@ -36,10 +27,10 @@ def test_sample_rereview_and_overturn_rate(app: Any, factory: Any) -> None:
     first = [factory.expert(senior=True), factory.expert()]
     ed = factory.token(factory.user("editor"))
     auditor = factory.token(factory.user("auditor"))
-    reviewed = _submit(app, ed, PSEUDO_TITLE, PSEUDO_BODY)
+    reviewed = submit_screened(app, ed, PSEUDO_TITLE, PSEUDO_BODY)
     for a in db.session.scalars(select(Assignment).where(Assignment.item_id == reviewed)).all():
         assert _decide(app, factory, a, "approve").status_code == 200
-    cleared = _submit(app, ed, GENUINE_TITLE, GENUINE_BODY)
+    cleared = submit_screened(app, ed, GENUINE_TITLE, GENUINE_BODY)
     assert db.session.get(Item, cleared).state.value == "cleared"  # type: ignore[union-attr]
     qc_experts = {factory.expert().id, factory.expert().id}
     c = app.test_client()

@@ -11,18 +11,8 @@ from sqlalchemy import func, select
 from expert_pool.models import Assignment
 from review.dashboard import percentile
 from review.db import db, utcnow
-from review.models import Decision, Finding, Item, ScreeningReport, Version
-from tests.conftest import GENUINE_BODY, GENUINE_TITLE, PSEUDO_BODY, PSEUDO_TITLE
-from workers import screening
-
-
-def _submit(app: Any, headers: dict[str, str], title: str, body: str) -> int:
-    resp = app.test_client().post(
-        "/api/v1/items", headers=headers, json={"title": title, "body": body, "submit": True}
-    )
-    item = db.session.get(Item, resp.json["id"])
-    screening.screen_version(item.current_version_id)  # type: ignore[union-attr, arg-type]
-    return int(resp.json["id"])
+from review.models import Decision, Finding, ScreeningReport, Version
+from tests.conftest import GENUINE_BODY, GENUINE_TITLE, PSEUDO_BODY, PSEUDO_TITLE, submit_screened
 
 
 def _decide_all(app: Any, factory: Any, item_id: int, decisions: list[str], verdict: str) -> None:
@@ -54,12 +44,12 @@ def test_figures_match_the_tables(app: Any, factory: Any) -> None:
         factory.expert(senior=i < 2)
     ed = factory.token(factory.user("editor"))
     auditor = factory.token(factory.user("auditor"))
-    agreed = _submit(app, ed, PSEUDO_TITLE, PSEUDO_BODY)
+    agreed = submit_screened(app, ed, PSEUDO_TITLE, PSEUDO_BODY)
     _decide_all(app, factory, agreed, ["approve", "approve"], "false_positive")
-    split = _submit(app, ed, PSEUDO_TITLE + "（二）", PSEUDO_BODY)
+    split = submit_screened(app, ed, PSEUDO_TITLE + "（二）", PSEUDO_BODY)
     _decide_all(app, factory, split, ["reject", "request_changes"], "confirmed")
-    _submit(app, ed, GENUINE_TITLE, GENUINE_BODY)
-    _submit(app, ed, PSEUDO_TITLE + "（三）", PSEUDO_BODY)  # waits for reviewers
+    submit_screened(app, ed, GENUINE_TITLE, GENUINE_BODY)
+    submit_screened(app, ed, PSEUDO_TITLE + "（三）", PSEUDO_BODY)  # waits for reviewers
 
     data = app.test_client().get("/api/v1/dashboard", headers=auditor).json
     assert data["volume"]["versions"] == db.session.scalar(
@@ -106,7 +96,7 @@ def test_overdue_by_domain_and_expert(app: Any, factory: Any) -> None:
     factory.expert()
     ed = factory.token(factory.user("editor"))
     auditor = factory.token(factory.user("auditor"))
-    item_id = _submit(app, ed, PSEUDO_TITLE, PSEUDO_BODY)
+    item_id = submit_screened(app, ed, PSEUDO_TITLE, PSEUDO_BODY)
     rows = db.session.scalars(select(Assignment).where(Assignment.item_id == item_id)).all()
     rows[0].due_at = utcnow() - timedelta(hours=1)
     db.session.commit()

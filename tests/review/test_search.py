@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from review.db import db
-from review.models import Item
-from tests.conftest import GENUINE_BODY, GENUINE_TITLE, PSEUDO_BODY, PSEUDO_TITLE
-from workers import screening, tasks
-
-
-def _submit(app: Any, ed: dict[str, str], title: str, body: str) -> int:
-    resp = app.test_client().post(
-        "/api/v1/items", headers=ed, json={"title": title, "body": body, "submit": True}
-    )
-    screening.screen_version(db.session.get(Item, resp.json["id"]).current_version_id)  # type: ignore[union-attr, arg-type]
-    return int(resp.json["id"])
+from tests.conftest import GENUINE_BODY, GENUINE_TITLE, PSEUDO_BODY, PSEUDO_TITLE, submit_screened
+from workers import tasks
 
 
 def _ids(app: Any, headers: dict[str, str], q: str) -> list[int]:
@@ -30,8 +20,8 @@ def test_search_items_and_decisions(app: Any, factory: Any) -> None:
     editor = factory.user("editor")
     ed = factory.token(editor)
     auditor = factory.token(factory.user("auditor"))
-    pseudo = _submit(app, ed, PSEUDO_TITLE, PSEUDO_BODY)
-    genuine = _submit(app, ed, GENUINE_TITLE, GENUINE_BODY)
+    pseudo = submit_screened(app, ed, PSEUDO_TITLE, PSEUDO_BODY)
+    genuine = submit_screened(app, ed, GENUINE_TITLE, GENUINE_BODY)
     assert _ids(app, ed, "小分子水") == [pseudo]
     assert _ids(app, ed, "流感疫苗") == [genuine]
     assert _ids(app, ed, "流感 高血压") == []  # every term must occur
