@@ -286,7 +286,9 @@ def test_rule_pack_version_in_use_is_audited_once(app: Any, factory: Any) -> Non
     _submit(client, ed, GENUINE_TITLE, GENUINE_BODY)
     _submit(client, ed, GENUINE_TITLE + "（二）", GENUINE_BODY)
     _screen_pending()
-    events = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "rules.ruleset_in_use")).all()
+    events = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "rules.ruleset_in_use")
+    ).all()
     assert len(events) == 1
     assert events[0].subject_id == rules.load_default_ruleset().version
     assert events[0].data["rules"] == len(rules.load_default_ruleset())
