@@ -109,3 +109,46 @@ def _env(app: Any, instance: Path) -> dict[str, str]:
         KEPU_DATABASE_URL=str(app.config["SQLALCHEMY_DATABASE_URI"]),
         KEPU_INSTANCE_PATH=str(instance),
     )
+
+
+def _unprotect() -> None:
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(
+            text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update_delete")
+        )
+    else:
+        db.session.execute(text("DROP TRIGGER audit_events_no_update"))
+        db.session.execute(text("DROP TRIGGER audit_events_no_delete"))
+
+
+SQL_TAMPERS = {
+    # Delete event 3: the chain breaks where it was.
+    "delete": ["DELETE FROM audit_events WHERE seq = 3"],
+    # Swap the contents of events 3 and 4 (reorder) while keeping their seq numbers.
+    "reorder": [
+        "UPDATE audit_events SET seq = -1 WHERE seq = 3",
+        "UPDATE audit_events SET seq = 3 WHERE seq = 4",
+        "UPDATE audit_events SET seq = 4 WHERE seq = -1",
+    ],
+    # Insert a forged copy of event 2 as event 3 after moving the rest up by one.
+    "insert": [
+        "UPDATE audit_events SET seq = seq + 1000 WHERE seq >= 3",
+        "UPDATE audit_events SET seq = seq - 999 WHERE seq >= 1000",
+        "INSERT INTO audit_events (seq, at, actor_id, actor, role, action, subject_type,"
+        " subject_id, data, request_id, prev_hash, hash)"
+        " SELECT 3, at, actor_id, 'mallory', role, action, subject_type, subject_id, data,"
+        " request_id, hash, (CASE WHEN substr(hash, 1, 1) = 'f' THEN 'e' ELSE 'f' END)"
+        " || substr(hash, 2) FROM audit_events WHERE seq = 2",
+    ],
+}
+
+
+@pytest.mark.parametrize("tamper", sorted(SQL_TAMPERS))
+def test_sql_tamper_bypassing_the_app_is_detected(app: Any, tamper: str) -> None:
+    _events(6)
+    _unprotect()
+    for statement in SQL_TAMPERS[tamper]:
+        db.session.execute(text(statement))
+    db.session.commit()
+    result = verify_events(iter_exported_events())
+    assert not result.ok and result.first_bad_seq == 3, result
