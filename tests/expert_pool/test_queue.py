@@ -11,20 +11,12 @@ from expert_pool.models import Assignment
 from expert_pool.operations import Deadlines, sweep_deadlines
 from review.db import db, utcnow
 from review.models import Item
-from tests.conftest import PSEUDO_BODY, PSEUDO_TITLE
-from workers import screening
+from tests.conftest import PSEUDO_BODY, PSEUDO_TITLE, submit_screened
 
 
 def _flagged(app: Any, factory: Any) -> tuple[int, dict[str, str]]:
     ed = factory.token(factory.user("editor"))
-    resp = app.test_client().post(
-        "/api/v1/items",
-        headers=ed,
-        json={"title": PSEUDO_TITLE, "body": PSEUDO_BODY, "submit": True},
-    )
-    item = db.session.get(Item, resp.json["id"])
-    screening.screen_version(item.current_version_id)  # type: ignore[union-attr, arg-type]
-    return resp.json["id"], ed
+    return submit_screened(app, ed, PSEUDO_TITLE, PSEUDO_BODY), ed
 
 
 def _assignments(item_id: int) -> list[Assignment]:

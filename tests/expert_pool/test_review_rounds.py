@@ -14,8 +14,7 @@ from expert_pool.operations import Deadlines, claim_next, combine, sweep_deadlin
 from review.audit import AuditEvent
 from review.db import db, utcnow
 from review.models import DecisionKind, Item
-from tests.conftest import PSEUDO_BODY, PSEUDO_TITLE
-from workers import screening
+from tests.conftest import PSEUDO_BODY, PSEUDO_TITLE, submit_screened
 
 DEADLINES = Deadlines(accept_within=3600, decide_within=7200)
 A, R, C = DecisionKind.approve, DecisionKind.reject, DecisionKind.request_changes
@@ -39,16 +38,8 @@ def test_combine(kinds: list[DecisionKind], outcome: DecisionKind | None) -> Non
 
 
 def _flagged(app: Any, factory: Any, editor: Any = None) -> tuple[int, dict[str, str]]:
-    editor = editor or factory.user("editor")
-    ed = factory.token(editor)
-    resp = app.test_client().post(
-        "/api/v1/items",
-        headers=ed,
-        json={"title": PSEUDO_TITLE, "body": PSEUDO_BODY, "submit": True},
-    )
-    item = db.session.get(Item, resp.json["id"])
-    screening.screen_version(item.current_version_id)  # type: ignore[union-attr, arg-type]
-    return resp.json["id"], ed
+    ed = factory.token(editor or factory.user("editor"))
+    return submit_screened(app, ed, PSEUDO_TITLE, PSEUDO_BODY), ed
 
 
 def _open(item_id: int) -> list[Assignment]:
