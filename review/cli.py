@@ -108,6 +108,8 @@ def run_command(host: str, port: int, no_worker: bool) -> None:
     click.echo(f"科普信息科学性审查平台 正在运行：http://{host}:{port}/  (Ctrl+C 停止)", err=False)
     database, broker = app.config["SQLALCHEMY_DATABASE_URI"], app.config["BROKER_URL"]
     click.echo(f"数据库：{_redact(database)}  队列：{_redact(broker)}")
+    # SIGTERM (service managers, tests) must stop the worker too, not leave it orphaned.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
     finally:
@@ -117,6 +119,10 @@ def run_command(host: str, port: int, no_worker: bool) -> None:
                 worker.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 worker.kill()
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _redact(url: object) -> str:

@@ -130,7 +130,11 @@ def live(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
     log = tmp_path / "run.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            [kepu, "run", "--port", str(port)], env=env, stdout=fh, stderr=subprocess.STDOUT
+            [kepu, "run", "--port", str(port)],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -146,8 +150,25 @@ def live(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
         wait_until(up, timeout=60)
         yield base, env, log
     finally:
-        proc.terminate()
+        proc.terminate()  # kepu run stops its own worker on SIGTERM
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        _reap_group(proc.pid)
+
+
+def _reap_group(pgid: int) -> None:
+    """Fail loudly if `kepu run` left processes behind, then make sure none survive."""
+    import signal as _signal
+    import time as _time
+
+    deadline = _time.monotonic() + 30
+    while _time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        _time.sleep(0.5)
+    os.killpg(pgid, _signal.SIGKILL)
+    raise AssertionError("kepu run left its worker running after SIGTERM")
