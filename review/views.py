@@ -24,8 +24,9 @@ from expert_pool import operations as pool_ops
 from expert_pool import pool, quality
 from expert_pool.models import Assignment, AssignmentState, Expert, Notification, QualitySample
 from expert_pool.notifications import unread_count
-from review import dashboard, downloads, ledger, login_manager
+from review import dashboard, downloads, ledger
 from review import operations as ops
+from review.app import login_manager
 from review.audit import AuditEvent, record_event
 from review.auth import (
     check_password,

@@ -1,0 +1,168 @@
+"""科普信息科学性审查平台 — the Flask application."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, g, jsonify, render_template, request
+from flask_babel import gettext, lazy_gettext
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException
+
+import config
+from review import i18n
+from review.audit import current_request_id
+from review.db import db, render_item
+from review.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+login_manager = LoginManager()
+csrf = CSRFProtect()
+migrate = Migrate()
+
+HTTP_MESSAGES = {
+    400: lazy_gettext("请求格式不正确"),
+    401: lazy_gettext("请先登录"),
+    403: lazy_gettext("您没有权限执行此操作"),
+    404: lazy_gettext("找不到该页面或对象"),
+    405: lazy_gettext("不支持该请求方法"),
+    409: lazy_gettext("当前状态不允许此操作"),
+    413: lazy_gettext("提交的内容过大"),
+    415: lazy_gettext("不支持的内容类型"),
+    429: lazy_gettext("请求过于频繁，请稍后再试"),
+    500: lazy_gettext("服务器内部错误"),
+    503: lazy_gettext("服务暂时不可用，请稍后重试"),
+}
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.is_json
+
+
+def error_response(status: int, code: str, message: Any, **extra: Any) -> Any:
+    """An error as JSON for the API, as a page for browsers, in the request's language."""
+    message = str(message)  # a lazy translation becomes text in this request's locale
+    if _wants_json():
+        return jsonify({"error": code, "message": message, **extra}), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    """SQLite: WAL, foreign keys, waiting on locks; transactions begun explicitly (see below)."""
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    """SQLite: take the write lock at BEGIN, so concurrent writers queue instead of deadlocking."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _tune_engine(engine: Engine) -> None:
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build the application from the environment (config.py) plus ``overrides``."""
+    settings = config.load()
+    if overrides:
+        settings.update(overrides)
+    app = Flask(
+        __name__, instance_path=str(settings["INSTANCE_PATH"]), instance_relative_config=True
+    )
+    app.config.update(settings)
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+
+    db.init_app(app)
+    with app.app_context():
+        _tune_engine(db.engine)
+    migrate.init_app(
+        app,
+        db,
+        directory=str(_migrations_dir()),
+        render_as_batch=True,
+        compare_type=True,
+        render_item=render_item,
+    )
+    i18n.init_app(app)  # first, so its per-request reset runs before CSRF checks answer
+    login_manager.init_app(app)
+    csrf.init_app(app)
+
+    from expert_pool import models as _expert_models  # noqa: F401  (register tables)
+    from review import api, views
+    from review.signing import Signer
+
+    app.extensions["kepu_signer"] = Signer.from_file(str(app.config["SIGNING_KEY_PATH"]))
+    app.register_blueprint(views.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)  # the API authenticates with bearer tokens only, never cookies
+
+    from review.cli import register_cli
+
+    register_cli(app)
+
+    @app.before_request
+    def _request_id() -> None:
+        g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+        current_request_id.set(g.request_id)
+
+    @app.after_request
+    def _headers(response: Any) -> Any:
+        response.headers.setdefault("X-Request-ID", getattr(g, "request_id", ""))
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+        )
+        return response
+
+    @app.errorhandler(DomainError)
+    def _domain_error(exc: DomainError) -> Any:
+        db.session.rollback()
+        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc: CSRFError) -> Any:
+        return error_response(400, "csrf", gettext("表单已过期或缺少安全令牌，请刷新页面后重试"))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        status = exc.code or 500
+        return error_response(
+            status, exc.name.lower().replace(" ", "_"), HTTP_MESSAGES.get(status, exc.name)
+        )
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        db.session.rollback()
+        from sqlalchemy.exc import OperationalError
+
+        if isinstance(exc, OperationalError):
+            log.warning("database unavailable: %s", exc)
+            return error_response(503, "temporarily_unavailable", HTTP_MESSAGES[503], retry=True)
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", HTTP_MESSAGES[500])
+
+    return app
+
+
+def _migrations_dir() -> Any:
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / "migrations"
