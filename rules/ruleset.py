@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -157,6 +157,21 @@ class Ruleset:
             if rule.id == rule_id:
                 return rule
         raise KeyError(rule_id)
+
+    def without(self, rule_ids: Iterable[str]) -> Ruleset:
+        """A ruleset with these rules switched off (unknown ids are ignored).
+
+        Its version is derived from this one and the sorted ids actually removed, so a report
+        always names exactly the rules that could have fired."""
+        dropped = sorted({r.id for r in self.rules} & set(rule_ids))
+        if not dropped:
+            return self
+        digest = hashlib.sha256(self.version.encode("utf-8"))
+        for rid in dropped:
+            digest.update(b"\0-" + rid.encode("utf-8"))
+        keep = [r for r in self.rules if r.id not in set(dropped)]
+        version = "sha256:" + digest.hexdigest()[:16]
+        return Ruleset(keep, version, self.domain_keywords, self.files)
 
 
 @lru_cache(maxsize=4096)
