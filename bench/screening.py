@@ -85,7 +85,7 @@ PLACES = [
 ACTS = [
     "参观了天文展览",
     "讨论了桥梁的设计",
-    "观察了候鸟迁徙",
+    "观察了白鹭筑巢",
     "学习了垃圾分类",
     "体验了消防演练",
     "搭建了简易气象站",
@@ -118,9 +118,19 @@ def neutral_sentence(rng: random.Random) -> str:
     )
 
 
+def check_neutral(ruleset: Ruleset) -> None:
+    """The everyday sentences must stay free of anchor terms as the packs grow: otherwise
+    the corpus silently gets denser in candidate sentences than it claims to be."""
+    for part in (*SUBJECTS, *WHEN, *PLACES, *ACTS, *ENDS):
+        found = ruleset.anchor_index.present(part)
+        if found:
+            raise SystemExit(f"bench corpus: {part!r} contains rule anchor terms {sorted(found)}")
+
+
 def build_corpus(ruleset: Ruleset, chars: int, seed: int = 7) -> list[str]:
     """Documents of ~1,500 characters: 70% made-up everyday sentences, 25% the packs'
     must_pass examples (which mention rule terms), 5% must_flag examples (claims)."""
+    check_neutral(ruleset)
     rng = random.Random(seed)
     neutral = [t for r in ruleset.rules for t in r.must_pass]
     claims = [t for r in ruleset.rules for t in r.must_flag]

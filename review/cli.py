@@ -407,7 +407,8 @@ def rules_test() -> None:
 @rules_group.command("scan")
 @click.argument("source", type=click.File("rb"))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def rules_scan(source: Any, as_json: bool) -> None:
+@click.option("--summary", is_flag=True, help="Print only the level, score and counts.")
+def rules_scan(source: Any, as_json: bool, summary: bool) -> None:
     """Screen a UTF-8 text file (or - for standard input) and print the findings."""
     import rules
 
@@ -421,6 +422,11 @@ def rules_scan(source: Any, as_json: bool) -> None:
     report = rules.screen(segments, rules.load_default_ruleset())
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+    elif summary:
+        click.echo(
+            f"{report.risk_level} {report.risk_score} findings={len(report.findings)}"
+            f" suppressed={len(report.suppressed)}"
+        )
     else:
         click.echo(rules.format_scan(report, segments))
 

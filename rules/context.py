@@ -439,4 +439,5 @@ MULTIPLIER: dict[str | None, float] = {
     "question": 0.0,
     "attribution": 0.4,
     "hedged": 0.4,
+    "sourced": 0.0,
 }

@@ -65,6 +65,10 @@ _STRONG_REBUTTAL = frozenset(t for t in REFUTATION if len(t) >= 2) | {
     "没有证据",
     "经核查",
     "经核实",
+    "荒谬",
+    "子虚乌有",
+    "张冠李戴",
+    "混为一谈",
     "已澄清",
 }
 _REBUTTAL_RE = re.compile(
@@ -97,6 +101,20 @@ _REBUTTAL_RE = re.compile(
                 "并不意味着",
                 "不代表",
                 "不足以",
+                # Rebuttals in fact-check prose that name no "rumour" as such.
+                "荒谬",
+                "根本不是",
+                "不是一回事",
+                "两回事",
+                "混为一谈",
+                "不可能",
+                "站不住脚",
+                "不成立",
+                "断章取义",
+                "张冠李戴",
+                "子虚乌有",
+                "并无",
+                "不准确",
             },
             key=len,
             reverse=True,
@@ -445,6 +463,8 @@ def screen(
     for hit in hits:
         if hit.rule.id in rebutted and hit.context not in _CANCELLING:
             hit.context = "refutation"
+        elif hit.context not in _CANCELLING and _names_source(hit.rule, norms):
+            hit.context = "sourced"
     counted: list[Finding] = []
     suppressed: list[Finding] = []
     for hit in hits:
@@ -462,6 +482,14 @@ def screen(
         ruleset_version=ruleset.version,
         suppressed=tuple(suppressed),
         document_context="debunk_document" if debunk_doc else None,
+    )
+
+
+def _names_source(rule: Rule, norms: Sequence[Normalised]) -> bool:
+    """True when the version names where its claim comes from (a rule's not_document terms,
+    such as 通报 or 记者, anywhere in any segment): a report of an event, not a rumour."""
+    return bool(rule.exclude_document) and any(
+        term in norm.text for norm in norms for term in rule.exclude_document
     )
 
 
@@ -485,16 +513,18 @@ def _screen_segment(
         sent = sentences[idx]
         sentence = text[sent[0] : sent[1]]
         # Necessary condition on characters (token alignment only removes occurrences):
-        # every group of a candidate rule occurs in the sentence. Most gated sentences stop
-        # here, before the full term scan and the segmenter.
+        # every group of a candidate rule occurs in the sentence. One automaton pass gives
+        # the terms present; most gated sentences stop here, before the segmenter.
+        raw = ruleset.term_index.find(sentence)
+        present = {term for _, _, term in raw}
         possible = [
             rules[ri]
             for ri in sorted(candidates[idx])
-            if all(group.occurs_in(sentence) for group in rules[ri].groups)
+            if all(group.present_in(present, sentence) for group in rules[ri].groups)
         ]
         if not possible:
             continue
-        view = _SentenceView(sentence, seg, ruleset, ruleset.term_index.find(sentence))
+        view = _SentenceView(sentence, seg, ruleset, raw)
         nxt = sentences[idx + 1] if idx + 1 < len(sentences) else None
         next_text = text[nxt[0] : nxt[1]] if nxt else following[:MAX_SENTENCE]
         for rule in possible:

@@ -46,6 +46,7 @@ CONTEXTS: tuple[str, ...] = (
     "question",
     "attribution",
     "hedged",
+    "sourced",
 )
 
 

@@ -36,7 +36,9 @@ RULE_KEYS = frozenset(
         "notes",
     }
 )
-PATTERN_KEYS = frozenset({"any", "all", "ordered", "window", "not", "scope", "anchor"})
+PATTERN_KEYS = frozenset(
+    {"any", "all", "ordered", "window", "not", "not_document", "scope", "anchor"}
+)
 IGNORABLE_CONTEXTS = frozenset({"negation", "question", "attribution", "hedged"})
 
 
@@ -63,10 +65,11 @@ class TermGroup:
     regexes: tuple[re.Pattern[str], ...] = ()
     term_set: frozenset[str] = frozenset()
 
-    def occurs_in(self, text: str) -> bool:
-        """True when some term or regex of the group occurs in text (characters only): a
-        cheap necessary condition checked before a sentence is scanned and segmented."""
-        if self.terms and _any_term(self.term_set).search(text) is not None:
+    def present_in(self, present: set[str], text: str) -> bool:
+        """True when some term of the group is among the terms an automaton found in text
+        (characters only), or one of its regexes matches: a cheap necessary condition
+        checked before a sentence is segmented."""
+        if not self.term_set.isdisjoint(present):
             return True
         return any(rx.search(text) is not None for rx in self.regexes)
 
@@ -93,6 +96,9 @@ class Rule:
     must_flag: tuple[str, ...]
     must_pass: tuple[str, ...]
     source: str
+    # Terms that, anywhere in the version (any segment), show the text names its source
+    # (通报、记者…): the rule's hits then count as "sourced", not as claims.
+    exclude_document: tuple[str, ...] = ()
 
     @cached_property
     def all_terms(self) -> frozenset[str]:
@@ -172,13 +178,6 @@ class Ruleset:
         keep = [r for r in self.rules if r.id not in set(dropped)]
         version = "sha256:" + digest.hexdigest()[:16]
         return Ruleset(keep, version, self.domain_keywords, self.files)
-
-
-@lru_cache(maxsize=4096)
-def _any_term(terms: frozenset[str]) -> re.Pattern[str]:
-    """An alternation of literal terms, compiled once per distinct term set (lexicon groups
-    are shared by many rules) and only when first needed."""
-    return re.compile("|".join(re.escape(t) for t in sorted(terms, key=lambda t: (-len(t), t))))
 
 
 def _str(value: object, file: str, rid: str | None, name: str, *, empty: bool = False) -> str:
@@ -327,6 +326,12 @@ def _compile_rule(raw: object, lexicon: Mapping[str, list[str]], file: str, inde
     exclude = _expand(exclude_raw, lexicon, file, rid, "pattern.not")
     if exclude.regexes:
         raise RulePackError(file, rid, "pattern.not", "must hold literal terms only")
+    doc_raw = _str_list(
+        pattern.get("not_document", []), file, rid, "pattern.not_document", nonempty=False
+    )
+    exclude_doc = _expand(doc_raw, lexicon, file, rid, "pattern.not_document")
+    if exclude_doc.regexes:
+        raise RulePackError(file, rid, "pattern.not_document", "must hold literal terms only")
     return Rule(
         id=rid,
         version=version,
@@ -346,6 +351,7 @@ def _compile_rule(raw: object, lexicon: Mapping[str, list[str]], file: str, inde
         must_flag=tuple(must_flag),
         must_pass=tuple(must_pass),
         source=file,
+        exclude_document=exclude_doc.terms,
     )
 
 
