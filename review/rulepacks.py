@@ -202,7 +202,7 @@ def statistics(rule_id: str, *, now: datetime | None = None) -> RuleStatistics:
             .where(of_rule)
             .order_by(Finding.id.desc())
             .limit(20)
-        ).tuples()
+        )
     ]
     return RuleStatistics(
         findings=int(findings),
