@@ -189,7 +189,7 @@ def parse_form(form: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]
     return parsed, errors
 
 
-def update(new_values: Mapping[str, Any], *, actor: Any) -> dict[str, dict[str, Any]]:
+def update_policy(new_values: Mapping[str, Any], *, actor: Any) -> dict[str, dict[str, Any]]:
     """Store the values that differ from the effective ones; one audit event lists the changes."""
     current = values()
     stored = overrides()
@@ -217,7 +217,7 @@ def update(new_values: Mapping[str, Any], *, actor: Any) -> dict[str, dict[str, 
     return changes
 
 
-def reset(keys: list[str] | None, *, actor: Any) -> dict[str, dict[str, Any]]:
+def reset_policy(keys: list[str] | None, *, actor: Any) -> dict[str, dict[str, Any]]:
     """Remove overrides (all, or of ``keys``) so the configuration applies again; audited."""
     current = values()
     config = defaults()

@@ -81,7 +81,7 @@ def get_rule(rule_id: str) -> rules.Rule:
         raise NotFound(gettext("找不到该规则")) from None
 
 
-def set_enabled(rule_id: str, enabled: bool, *, reason: object, actor: Any) -> bool:
+def set_rule_enabled(rule_id: str, enabled: bool, *, reason: object, actor: Any) -> bool:
     """Switch a rule on or off with a reason; audited.  False when it already was so."""
     row = db.session.get(DisabledRule, rule_id)
     if row is None and rule_id not in known_ids():

@@ -682,7 +682,7 @@ def admin_policies() -> Any:
         form = {f.key: request.form.get(f.key, "") for f in policy.FIELDS}
         values, errors = policy.parse_form(form)
         if not errors:
-            changes = policy.update(values, actor=current_user)
+            changes = policy.update_policy(values, actor=current_user)
             db.session.commit()
             flash(
                 gettext("已保存 %(count)s 项策略修改，新的初筛和分配立即生效", count=len(changes))
@@ -726,7 +726,7 @@ def admin_policies_reset() -> Any:
     key = request.form.get("key", "")
     if key and key not in policy.FIELD_BY_KEY:
         raise InvalidInput(gettext("未知的策略项"))
-    changes = policy.reset([key] if key else None, actor=current_user)
+    changes = policy.reset_policy([key] if key else None, actor=current_user)
     db.session.commit()
     flash(
         gettext("已恢复 %(count)s 项策略的默认值", count=len(changes))
@@ -812,7 +812,7 @@ def admin_rule_switch(rule_id: str) -> Any:
     """Switch a rule off or on again, with a reason; later screenings use the new set."""
     enable = request.form.get("action") == "enable"
     try:
-        changed = rulepacks.set_enabled(
+        changed = rulepacks.set_rule_enabled(
             rule_id, enable, reason=request.form.get("reason"), actor=current_user
         )
     except InvalidInput as exc:

@@ -423,7 +423,7 @@ def _overridden(self: World, url: str) -> tuple[str, dict[str, str]]:
     from review import policy
     from review.audit import SYSTEM
 
-    policy.update({"flag_level": "critical"}, actor=SYSTEM)
+    policy.update_policy({"flag_level": "critical"}, actor=SYSTEM)
     db.session.commit()
     return url, {}
 

@@ -1,4 +1,4 @@
-"""Admins manage the running policy and switch rules off and on; auditors only look."""
+"""The admins' policy and rule-pack pages: who may do what, validation, audit, and their effect."""
 
 from __future__ import annotations
 
@@ -238,7 +238,7 @@ def test_deadlines_apply_to_new_assignments(app: Any, factory: Any, people: dict
 def test_max_attempts_comes_from_the_policy(app: Any, people: dict[str, Any]) -> None:
     from workers import screening
 
-    policy.update({"screening_max_attempts": 7, "stuck_after": 120}, actor=people["admin"])
+    policy.update_policy({"screening_max_attempts": 7, "stuck_after": 120}, actor=people["admin"])
     db.session.commit()
     assert policy.effective().screening_max_attempts == 7
     assert screening.deadlines_from_config().accept_within == 2 * 24 * 3600
