@@ -191,3 +191,17 @@ DOMAIN_LABELS = (
     N_("基因编辑与生命科学"),
     N_("交通"),
 )
+
+#: rules.CATEGORIES, shown on the rule-pack pages (the test compares the two).
+CATEGORY_LABELS = (
+    N_("夸大疗效"),
+    N_("伪机理"),
+    N_("食品谣言"),
+    N_("反疫苗反医学"),
+    N_("伪权威"),
+    N_("恐慌与标题党"),
+    N_("阴谋论"),
+    N_("伪物理"),
+    N_("迷信"),
+    N_("曲解研究"),
+)

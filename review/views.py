@@ -20,11 +20,12 @@ from flask_babel import gettext
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select, text, update
 
+import rules
 from expert_pool import operations as pool_ops
 from expert_pool import pool, quality
 from expert_pool.models import Assignment, AssignmentState, Expert, Notification, QualitySample
 from expert_pool.notifications import unread_count
-from review import dashboard, downloads, ledger
+from review import dashboard, downloads, ledger, policy, rulepacks
 from review import operations as ops
 from review.app import login_manager
 from review.audit import AuditEvent, record_event
@@ -57,7 +58,7 @@ from review.web import (
     roles_required,
     signer,
 )
-from rules import DOMAINS
+from rules import CATEGORIES, DOMAINS, LEVELS
 
 bp = Blueprint("web", __name__)
 
@@ -667,6 +668,170 @@ def admin_assign(item_id: int) -> Any:
     db.session.commit()
     flash(gettext("已将稿件 %(item)s 分配给 %(expert)s", item=item.id, expert=expert.name), "info")
     return redirect(url_for("web.admin_queue"))
+
+
+@bp.route("/admin/policies", methods=["GET", "POST"])
+@login_required
+@roles_required(Role.admin, Role.auditor)
+def admin_policies() -> Any:
+    """The running policy: flag level, deadlines, screening attempts (auditors read only)."""
+    form: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        require_role(current_user, Role.admin)
+        form = {f.key: request.form.get(f.key, "") for f in policy.FIELDS}
+        values, errors = policy.parse_form(form)
+        if not errors:
+            changes = policy.update_policy(values, actor=current_user)
+            db.session.commit()
+            flash(
+                gettext("已保存 %(count)s 项策略修改，新的初筛和分配立即生效", count=len(changes))
+                if changes
+                else gettext("没有修改任何策略"),
+                "info",
+            )
+            return redirect(url_for("web.admin_policies"))
+        flash(gettext("策略未保存，请更正标出的错误"), "error")
+    return _render_policies(form, errors), 400 if errors else 200
+
+
+def _render_policies(form: dict[str, str], errors: dict[str, str]) -> str:
+    current, config = policy.values(), policy.defaults()
+    stored = policy.overrides()
+    rows = [
+        {
+            "field": f,
+            "value": form.get(f.key, policy.to_form(f, current[f.key])),
+            "default": policy.to_form(f, config[f.key]),
+            "overridden": f.key in stored,
+            "updated_at": stored[f.key].updated_at if f.key in stored else None,
+            "error": errors.get(f.key),
+        }
+        for f in policy.FIELDS
+    ]
+    return render_template(
+        "admin_policies.html",
+        rows=rows,
+        levels=LEVELS,
+        can_edit=current_user.has_role(Role.admin),
+        any_override=bool(stored),
+    )
+
+
+@bp.post("/admin/policies/reset")
+@login_required
+@roles_required(Role.admin)
+def admin_policies_reset() -> Any:
+    """Drop the overrides (all, or one field) so the configured defaults apply again."""
+    key = request.form.get("key", "")
+    if key and key not in policy.FIELD_BY_KEY:
+        raise InvalidInput(gettext("未知的策略项"))
+    changes = policy.reset_policy([key] if key else None, actor=current_user)
+    db.session.commit()
+    flash(
+        gettext("已恢复 %(count)s 项策略的默认值", count=len(changes))
+        if changes
+        else gettext("所有策略已是默认值"),
+        "info",
+    )
+    return redirect(url_for("web.admin_policies"))
+
+
+RULE_FILTERS = ("pack", "category", "domain", "enabled", "q")
+
+
+@bp.get("/admin/rules")
+@login_required
+@roles_required(Role.admin, Role.auditor)
+def admin_rules() -> Any:
+    """Every rule of the loaded packs, filterable, with its findings count and switch state."""
+    ruleset = rules.load_default_ruleset()  # every rule, switched off or not
+    disabled = rulepacks.disabled_rules()
+    counts = rulepacks.finding_counts()
+    filters = {k: request.args.get(k, "").strip() for k in RULE_FILTERS}
+    query = filters["q"].lower()
+    rows = []
+    for rule in ruleset.rules:
+        enabled = rule.id not in disabled
+        if filters["pack"] and rule.source != filters["pack"]:
+            continue
+        if filters["category"] and rule.category != filters["category"]:
+            continue
+        if filters["domain"] and filters["domain"] not in rule.domains:
+            continue
+        if filters["enabled"] in ("1", "0") and enabled != (filters["enabled"] == "1"):
+            continue
+        if query and not any(
+            query in text_value.lower() for text_value in (rule.id, rule.title, rule.explanation)
+        ):
+            continue
+        rows.append({"rule": rule, "enabled": enabled, "findings": counts.get(rule.id, 0)})
+    known = {r.id for r in ruleset.rules}
+    return render_template(
+        "admin_rules.html",
+        rows=rows,
+        total=len(ruleset),
+        disabled_count=sum(1 for rid in disabled if rid in known),
+        stale=[row for rid, row in sorted(disabled.items()) if rid not in known],
+        filters=filters,
+        packs=ruleset.files,
+        categories=CATEGORIES,
+        domains=DOMAINS,
+        ruleset_version=ruleset.version,
+        effective_version=rulepacks.effective_ruleset().version,
+    )
+
+
+@bp.get("/admin/rules/<rule_id>")
+@login_required
+@roles_required(Role.admin, Role.auditor)
+def admin_rule(rule_id: str) -> Any:
+    """One rule: explanation, references, examples, what it produced and how experts judged it."""
+    return _render_rule(rulepacks.get_rule(rule_id))
+
+
+def _render_rule(rule: rules.Rule, reason: str = "") -> str:
+    disabled = rulepacks.disabled_rules().get(rule.id)
+    switched_by = db.session.get(User, disabled.disabled_by_id) if disabled else None
+    return render_template(
+        "admin_rule.html",
+        rule=rule,
+        disabled=disabled,
+        switched_by=switched_by,
+        stats=rulepacks.statistics(rule.id),
+        recent_days=rulepacks.RECENT_DAYS,
+        can_edit=current_user.has_role(Role.admin),
+        reason=reason,
+    )
+
+
+@bp.post("/admin/rules/<rule_id>/switch")
+@login_required
+@roles_required(Role.admin)
+def admin_rule_switch(rule_id: str) -> Any:
+    """Switch a rule off or on again, with a reason; later screenings use the new set."""
+    enable = request.form.get("action") == "enable"
+    try:
+        changed = rulepacks.set_rule_enabled(
+            rule_id, enable, reason=request.form.get("reason"), actor=current_user
+        )
+    except InvalidInput as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        if rule_id not in rulepacks.known_ids():
+            return redirect(url_for("web.admin_rules")), 303  # a switch left from an old pack
+        rule = rulepacks.get_rule(rule_id)
+        return _render_rule(rule, reason=str(request.form.get("reason", ""))), 400
+    db.session.commit()
+    if not changed:
+        flash(gettext("规则状态未改变"), "info")
+    elif enable:
+        flash(gettext("已启用规则 %(rule)s，之后的初筛将使用它", rule=rule_id), "info")
+    else:
+        flash(gettext("已停用规则 %(rule)s，之后的初筛不再使用它", rule=rule_id), "info")
+    if rule_id not in rulepacks.known_ids():
+        return redirect(url_for("web.admin_rules"))
+    return redirect(url_for("web.admin_rule", rule_id=rule_id))
 
 
 @bp.post("/items/<int:item_id>/appeal")

@@ -13,6 +13,7 @@ from sqlalchemy import or_, select
 from expert_pool.matching import REFUSAL_LABELS
 from expert_pool.models import OPEN_STATES, Assignment, Expert, Notification, Selection
 from expert_pool.operations import Deadlines, visible_to_expert
+from review import policy
 from review.db import db, utcnow
 from review.errors import Forbidden, InvalidInput, NotFound
 from review.lifecycle import ItemState
@@ -23,11 +24,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def deadlines() -> Deadlines:
-    """The configured expert deadlines."""
-    return Deadlines(
-        accept_within=int(current_app.config["ACCEPT_WITHIN"]),
-        decide_within=int(current_app.config["DECIDE_WITHIN"]),
-    )
+    """The expert deadlines of the running policy (configuration, or an admin's override)."""
+    current = policy.effective()
+    return Deadlines(accept_within=current.accept_within, decide_within=current.decide_within)
 
 
 def signer() -> Signer:

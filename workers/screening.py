@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 import rules
 from expert_pool.operations import Deadlines, assign_reviewers
+from review import policy, rulepacks
 from review.audit import SYSTEM, AuditEvent, record_event
 from review.db import db
 from review.errors import IllegalTransition
@@ -24,16 +24,14 @@ SEGMENT_KINDS = ("title", "body")
 
 
 def deadlines_from_config() -> Deadlines:
-    """Expert deadlines from the app configuration."""
-    return Deadlines(
-        accept_within=int(current_app.config["ACCEPT_WITHIN"]),
-        decide_within=int(current_app.config["DECIDE_WITHIN"]),
-    )
+    """Expert deadlines of the running policy (configuration, or an admin's override)."""
+    current = policy.effective()
+    return Deadlines(accept_within=current.accept_within, decide_within=current.decide_within)
 
 
 def thresholds_from_config() -> rules.Thresholds:
-    """Screening thresholds from the app configuration."""
-    return rules.Thresholds(flag_level=str(current_app.config["FLAG_LEVEL"]))
+    """Screening thresholds of the running policy (configuration, or an admin's override)."""
+    return policy.effective().thresholds()
 
 
 def segments_of(version: Version) -> list[rules.Segment]:
@@ -59,7 +57,7 @@ def screen_version(version_id: int, *, max_attempts: int | None = None) -> str:
     if version is None:
         log.warning("screening: version %s does not exist", version_id)
         return "missing"
-    attempts = max_attempts or int(current_app.config["SCREENING_MAX_ATTEMPTS"])
+    attempts = max_attempts or policy.effective().screening_max_attempts
     status = begin_screening(version, max_attempts=attempts)
     if status == "failed":
         _assign_if_flagged(version)
@@ -67,7 +65,9 @@ def screen_version(version_id: int, *, max_attempts: int | None = None) -> str:
     if status != "screen":
         return status
     thresholds = thresholds_from_config()
-    report = rules.screen(segments_of(version), rules.load_default_ruleset(), thresholds=thresholds)
+    # The packs without the rules admins switched off; the report records this reduced version.
+    ruleset = rulepacks.effective_ruleset()
+    report = rules.screen(segments_of(version), ruleset, thresholds=thresholds)
     flagged = report.routes_to_experts(thresholds)
     try:
         version = db.session.get(Version, version_id)
@@ -75,7 +75,7 @@ def screen_version(version_id: int, *, max_attempts: int | None = None) -> str:
         if db.session.query(ScreeningReport.id).filter_by(version_id=version.id).first():
             db.session.rollback()
             return "done"
-        note_ruleset(rules.load_default_ruleset())
+        note_ruleset(ruleset)
         record_screening(version, report_to_row_data(report), flagged=flagged)
         index_item(version.item)
         _assign_if_flagged(version)

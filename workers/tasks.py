@@ -15,6 +15,7 @@ from expert_pool.models import OPEN_STATES, Assignment, Notification
 from expert_pool.notifications import compose, pending_digests
 from expert_pool.operations import assign_reviewers
 from expert_pool.operations import sweep_deadlines as sweep
+from review import policy
 from review.audit import SYSTEM
 from review.db import db, utcnow
 from review.lifecycle import ItemState
@@ -94,7 +95,7 @@ def relay_outbox() -> int:
 @shared_task(name="kepu.reconcile")
 def reconcile() -> dict[str, int]:
     """Re-queue versions stuck in screening; offer flagged items that have no open review."""
-    stuck_after = timedelta(seconds=int(current_app.config["STUCK_AFTER"]))
+    stuck_after = timedelta(seconds=policy.effective().stuck_after)
     requeued = requeue_stuck(older_than=stuck_after)
     waiting = db.session.scalars(
         select(Item).where(Item.state == ItemState.flagged, Item.needs_admin.is_(False))

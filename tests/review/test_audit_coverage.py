@@ -358,6 +358,39 @@ CASES = [
         "assignment.offered",
         web=True,
     ),  # type: ignore[union-attr]
+    Case(
+        "web.admin_policies",
+        "admin",
+        lambda w: (
+            "/admin/policies",
+            {
+                "flag_level": "high",
+                "accept_within": "24",
+                "decide_within": "72",
+                "screening_max_attempts": "4",
+                "stuck_after": "15",
+            },
+        ),
+        "policy.changed",
+        web=True,
+    ),
+    Case(
+        "web.admin_policies_reset",
+        "admin",
+        lambda w: w.overridden("/admin/policies/reset"),
+        "policy.reset",
+        web=True,
+    ),
+    Case(
+        "web.admin_rule_switch",
+        "admin",
+        lambda w: (
+            "/admin/rules/mechanism.special-water/switch",
+            {"action": "disable", "reason": "误报太多"},
+        ),
+        "rules.rule_disabled",
+        web=True,
+    ),
 ]
 
 
@@ -385,6 +418,17 @@ def _decided(self: World, url: str) -> str:
     return url
 
 
+def _overridden(self: World, url: str) -> tuple[str, dict[str, str]]:
+    """A policy override to reset."""
+    from review import policy
+    from review.audit import SYSTEM
+
+    policy.update_policy({"flag_level": "critical"}, actor=SYSTEM)
+    db.session.commit()
+    return url, {}
+
+
+World.overridden = _overridden  # type: ignore[attr-defined]
 World.claimable = _claimable  # type: ignore[attr-defined]
 World.late_expert = _late_expert  # type: ignore[attr-defined]
 World.decided = _decided  # type: ignore[attr-defined]
@@ -508,6 +552,8 @@ def _snapshot() -> dict[str, int]:
         "audit_checkpoints",
         "quality_samples",
         "login_sessions",
+        "policy_settings",
+        "disabled_rules",
     ]
     counts = {
         t: db.session.scalar(select(func.count()).select_from(db.metadata.tables[t])) or 0

@@ -189,7 +189,7 @@ def test_labels_of_other_modules_are_marked_for_translation() -> None:
     from expert_pool.models import ASSIGNMENT_LABELS
     from review.lifecycle import STATE_LABELS
     from review.models import DECISION_LABELS, ROLE_LABELS
-    from rules import DOMAINS
+    from rules import CATEGORIES, DOMAINS
 
     assert set(STATE_LABELS.values()) == set(i18n.ITEM_STATE_LABELS)
     assert set(ROLE_LABELS.values()) == set(i18n.ROLE_LABELS)
@@ -197,6 +197,7 @@ def test_labels_of_other_modules_are_marked_for_translation() -> None:
     assert set(ASSIGNMENT_LABELS.values()) == set(i18n.ASSIGNMENT_LABELS)
     assert set(REFUSAL_LABELS.values()) == set(i18n.REFUSAL_LABELS)
     assert set(DOMAINS) == set(i18n.DOMAIN_LABELS)
+    assert set(CATEGORIES) == set(i18n.CATEGORY_LABELS)
 
 
 # --- the catalog --------------------------------------------------------------------------------
