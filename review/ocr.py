@@ -37,9 +37,7 @@ def engine() -> Any:
             # The subtitle band is wide and short: with RapidOCR's default ("min" side 736) the
             # detector would upscale a 960x240 band about 4x and run ~50x slower. Limit the
             # long side instead; one thread per process (scale with worker processes).
-            _engine = RapidOCR(
-                det_limit_type="max", det_limit_side_len=960, intra_op_num_threads=1
-            )
+            _engine = RapidOCR(det_limit_type="max", det_limit_side_len=960, intra_op_num_threads=1)
         return _engine
 
 

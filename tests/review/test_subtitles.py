@@ -7,7 +7,10 @@ import pytest
 from review.errors import InvalidInput
 from review.subtitles import merge_lines, parse, to_srt
 
-SRT = "1\n00:00:01,000 --> 00:00:02,500\n第一句\n\n2\n00:00:03,000 --> 00:00:06,000\n喝小分子水能根治高血压\n"
+SRT = (
+    "1\n00:00:01,000 --> 00:00:02,500\n第一句\n\n"
+    "2\n00:00:03,000 --> 00:00:06,000\n喝小分子水能根治高血压\n"
+)
 VTT = (
     "WEBVTT\n\nNOTE 注释不是字幕\n\n00:01.000 --> 00:02.500 align:start\n<v 主持人>第一句</v>\n\n"
     "cue-2\n00:00:03.000 --> 00:00:06.000\n喝小分子水能根治高血压\n"

@@ -261,7 +261,7 @@ def test_video_plays_with_range_requests_for_those_who_may_see_it(
     app: Any, factory: Any, clips: dict[str, Path]
 ) -> None:
     owner = factory.user("editor", username="owner")
-    other = factory.user("editor", username="other")
+    factory.user("editor", username="other")
     video = clips["plain"].read_bytes()
     srt = [(clips["srt"].read_bytes(), "claim.srt")]
     item_id = upload(app, factory.token(owner), video, subtitles=srt).json["id"]
