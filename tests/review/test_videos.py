@@ -280,3 +280,109 @@ def test_video_plays_with_range_requests_for_those_who_may_see_it(
     d.post("/login", data={"username": "other", "password": "correct-horse-1"})
     assert d.get(f"/items/{item_id}/video").status_code == 404
     assert d.get(f"/items/{item_id}/thumbnail.jpg").status_code == 404
+
+
+def test_upload_page_refuses_a_renamed_file_in_chinese_and_accepts_a_video(
+    app: Any, factory: Any, clips: dict[str, Path]
+) -> None:
+    app.config["OCR_FPS"] = 0
+    factory.user("editor", username="web-editor")
+    c = app.test_client()
+    c.post("/login", data={"username": "web-editor", "password": "correct-horse-1"})
+    assert "multipart/form-data" in c.get("/items/new-video").get_data(as_text=True)
+    bad = c.post(
+        "/items/new-video",
+        data={"title": "节目", "action": "submit", "file": (io.BytesIO(b"hello " * 99), "a.mp4")},
+        content_type="multipart/form-data",
+    )
+    assert bad.status_code == 400
+    assert "文件内容不是 MP4、WebM 或 MOV 视频" in bad.get_data(as_text=True)
+    assert stored_files(app) == []
+    good = c.post(
+        "/items/new-video",
+        data={
+            "title": "节目",
+            "description": "简介",
+            "action": "submit",
+            "file": (io.BytesIO(clips["plain"].read_bytes()), "a.mp4"),
+            "subtitles": (io.BytesIO(clips["srt"].read_bytes()), "a.srt"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert good.status_code == 302, good.get_data(as_text=True)[:300]
+    item = db.session.scalar(select(Item))
+    assert item is not None and item.kind.value == "video" and item.state.value == "submitted"
+    page = c.get(f"/items/{item.id}").get_data(as_text=True)
+    assert "视频处理进度" in page and 'http-equiv="refresh"' in page
+
+
+def test_expert_reviews_beside_the_transcript_and_marks_a_time_range(
+    app: Any, factory: Any, clips: dict[str, Path]
+) -> None:
+    from expert_pool.models import Assignment
+
+    app.config["OCR_FPS"] = 0
+    expert = factory.expert(username="vid-expert")
+    auditor = factory.user("auditor", username="vid-auditor")
+    headers = factory.token(factory.user("editor"))
+    srt = [(clips["srt"].read_bytes(), "claim.srt")]
+    item_id = upload(app, headers, clips["plain"].read_bytes(), subtitles=srt).json["id"]
+    process(item_id)
+    assignment = db.session.scalar(select(Assignment).where(Assignment.item_id == item_id))
+    assert assignment is not None
+    c = app.test_client()
+    c.post("/login", data={"username": "vid-expert", "password": "correct-horse-1"})
+    c.post(f"/assignments/{assignment.id}/accept")
+    page = c.get(f"/assignments/{assignment.id}").get_data(as_text=True)
+    assert f'src="/items/{item_id}/video?version=1"' in page
+    assert 'data-seek="3.0"' in page and CLAIM in page and "标记时间段为新发现" in page
+    with c.get(f"/items/{item_id}/video", headers={"Range": "bytes=0-9"}) as part:
+        assert part.status_code == 206
+    refused = c.post(
+        f"/assignments/{assignment.id}/findings",
+        data={"start_time": "7", "end_time": "99", "note": "越界"},
+    )
+    assert refused.status_code == 303
+    added = c.post(
+        f"/assignments/{assignment.id}/findings",
+        data={"start_time": "0.5", "end_time": "2.5", "note": "片头字幕宣称包治百病"},
+    )
+    assert added.status_code == 302
+    findings = app.test_client().get(f"/api/v1/items/{item_id}", headers=headers).json
+    mine = [f for f in findings["screening"]["findings"] if f["text"] == "片头字幕宣称包治百病"]
+    assert [(f["start_time"], f["end_time"], f["rule_id"]) for f in mine] == [(0.5, 2.5, None)]
+    assert expert is not None
+    # An auditor may watch too; the first request of a viewing is an audited download.
+    a = app.test_client()
+    a.post("/login", data={"username": auditor.username, "password": "correct-horse-1"})
+    from review.audit import AuditEvent
+
+    before = db.session.scalar(select(func.count()).select_from(AuditEvent))
+    with a.get(f"/items/{item_id}/video") as whole:
+        assert whole.status_code == 200
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == (before or 0) + 1
+
+
+def test_reconciler_requeues_the_media_step_not_screening(
+    app: Any, editor: dict[str, str], clips: dict[str, Path]
+) -> None:
+    from datetime import timedelta
+
+    from review.db import utcnow
+    from review.models import JobState, OutboxMessage
+    from review.operations import MEDIA_TASK, requeue_stuck
+
+    item_id = upload(app, editor, clips["plain"].read_bytes()).json["id"]
+    item = db.session.get(Item, item_id)
+    assert item is not None
+    item.state_changed_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+    assert requeue_stuck(older_than=timedelta(minutes=10)) == 1
+    last = db.session.scalar(select(OutboxMessage).order_by(OutboxMessage.id.desc()))
+    assert last is not None and last.task == MEDIA_TASK
+    job = db.session.scalar(select(MediaJob).where(MediaJob.version_id == item.current_version_id))
+    assert job is not None
+    job.state = JobState.failed
+    item.state_changed_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+    assert requeue_stuck(older_than=timedelta(minutes=10)) == 0  # waits for the editor's retry
