@@ -46,9 +46,17 @@ def segments_of(version: Version) -> list[rules.Segment]:
     if version.media_asset_id is None:
         return [rules.Segment("title", version.title), rules.Segment("body", version.body)]
     segments = [rules.Segment("title", version.title), rules.Segment("description", version.body)]
+    # The same line at the same time in two sources (a supplied file and the picture's OCR) is
+    # screened once, from the first source: the expert judges one finding, not two.
+    seen: dict[str, list[tuple[float, float]]] = {}
     for source in version_sources(version):
         for start, end, text in source.cues:
-            segments.append(rules.Segment("cue", str(text), float(start), float(end)))
+            key = "".join(str(text).split())
+            begin, finish = float(start), float(end)
+            if any(a < finish and begin < b for a, b in seen.get(key, [])):
+                continue
+            seen.setdefault(key, []).append((begin, max(finish, begin + 0.001)))
+            segments.append(rules.Segment("cue", str(text), begin, finish))
     return segments
 
 

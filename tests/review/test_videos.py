@@ -386,3 +386,28 @@ def test_reconciler_requeues_the_media_step_not_screening(
     item.state_changed_at = utcnow() - timedelta(hours=1)
     db.session.commit()
     assert requeue_stuck(older_than=timedelta(minutes=10)) == 0  # waits for the editor's retry
+
+
+def test_a_line_in_two_sources_at_the_same_time_is_screened_once(
+    app: Any, editor: dict[str, str], clips: dict[str, Path]
+) -> None:
+    from review.models import SubtitleKind
+
+    srt = [(clips["srt"].read_bytes(), "claim.srt")]
+    item_id = upload(app, editor, clips["plain"].read_bytes(), subtitles=srt).json["id"]
+    version = process(item_id)
+    db.session.add(
+        SubtitleSource(
+            item_id=item_id,
+            version_id=version.id,
+            kind=SubtitleKind.ocr,
+            label="1 fps",
+            format="ocr",
+            sha256="0" * 64,
+            cues=[[3.0, 5.0, CLAIM], [7.0, 8.0, "画面里的另一句"], [9.0, 10.0, CLAIM]],
+        )
+    )
+    db.session.commit()
+    cues = [(s.text, s.start_time) for s in screening.segments_of(version) if s.kind == "cue"]
+    assert cues.count((CLAIM, 3.0)) == 1
+    assert ("画面里的另一句", 7.0) in cues and (CLAIM, 9.0) in cues
