@@ -29,6 +29,7 @@ from review.web import (
     load_item,
     notification_to_dict,
     parse_time,
+    parse_upload,
     queue_overview,
     require_role,
     signer,
@@ -105,6 +106,7 @@ def create_item() -> Any:
 def _create_video(user: User) -> Any:
     """A video item from multipart/form-data: kind=video, title, description, submit, file,
     optional subtitles (SRT, WebVTT or ASS; several allowed)."""
+    files = parse_upload()
     form = request.form
     if form.get("kind", "video") != "video":
         raise InvalidInput("multipart 上传只用于视频稿件（kind=video）", field="kind")
@@ -113,7 +115,7 @@ def _create_video(user: User) -> Any:
         raise InvalidInput("submit 必须是 true 或 false", field="submit")
     title = form.get("title")
     ops.clean_text(title, "标题", max_chars=ops.MAX_TITLE_CHARS, required=True)
-    asset, subtitles = accept_video_upload(request.files, actor=user)
+    asset, subtitles = accept_video_upload(files, actor=user)
     item = videos.create_video_item(
         title=title,
         description=form.get("description", ""),

@@ -53,6 +53,7 @@ from review.web import (
     load_assignment,
     load_item,
     parse_time,
+    parse_upload,
     queue_overview,
     require_role,
     roles_required,
@@ -291,8 +292,9 @@ def new_video() -> Any:
     """Upload a video (MP4, WebM, MOV) with optional subtitle files; save as draft or submit."""
     if request.method == "POST":
         try:
+            files = parse_upload()
             ops.clean_text(request.form.get("title"), gettext("标题"), max_chars=500, required=True)
-            asset, subtitle_files = accept_video_upload(request.files, actor=current_user)
+            asset, subtitle_files = accept_video_upload(files, actor=current_user)
             item = videos.create_video_item(
                 title=request.form.get("title"),
                 description=request.form.get("description", ""),
@@ -304,9 +306,8 @@ def new_video() -> Any:
         except DomainError as exc:
             db.session.rollback()
             flash(exc.message, "error")
-            return render_template(
-                "video_form.html", form=request.form, limits=_video_limits()
-            ), exc.status
+            form = {} if exc.status == 413 else request.form  # a cut-off body has no form
+            return render_template("video_form.html", form=form, limits=_video_limits()), exc.status
         db.session.commit()
         flash(
             gettext("视频已上传，正在提取字幕和识别画面文字，完成后自动进行机器初筛")

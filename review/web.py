@@ -30,6 +30,19 @@ def media_tools() -> Any:
     return Tools(ffmpeg=str(cfg["FFMPEG"]), ffprobe=str(cfg["FFPROBE"]))
 
 
+def parse_upload() -> Any:
+    """Parse the multipart body (files stream to capped temp files); 413 in Chinese when over."""
+    from flask import request
+    from werkzeug.exceptions import RequestEntityTooLarge
+
+    from review.media import too_large
+
+    try:
+        return request.files
+    except RequestEntityTooLarge:
+        raise too_large(int(current_app.config["MAX_VIDEO_BYTES"])) from None
+
+
 def accept_video_upload(files: Any, *, actor: User) -> tuple[MediaAsset, list[Any]]:
     """Check the uploaded video (``file``) and subtitle files (``subtitles``) and store them.
 

@@ -221,15 +221,26 @@ def test_bad_subtitle_refuses_the_upload_before_the_video_is_stored(
 
 
 def test_oversize_upload_is_refused_while_streaming(
-    app: Any, editor: dict[str, str], clips: dict[str, Path]
+    app: Any, factory: Any, editor: dict[str, str], clips: dict[str, Path]
 ) -> None:
     app.config["MAX_VIDEO_BYTES"] = 20_000
     video = clips["plain"].read_bytes()
     assert len(video) > 20_000
     resp = upload(app, editor, video)
     assert resp.status_code == 413
+    assert resp.json["error"] == "too_large" and "视频文件超过上限" in resp.json["message"]
     assert stored_files(app) == []
     assert db.session.scalar(select(func.count()).select_from(Item)) == 0
+    factory.user("editor", username="big-editor")
+    c = app.test_client()
+    c.post("/login", data={"username": "big-editor", "password": "correct-horse-1"})
+    page = c.post(
+        "/items/new-video",
+        data={"title": "大文件", "action": "save", "file": (io.BytesIO(video), "big.mp4")},
+        content_type="multipart/form-data",
+    )
+    assert page.status_code == 413 and "视频文件超过上限" in page.get_data(as_text=True)
+    assert stored_files(app) == []
 
 
 def test_failed_step_says_why_and_can_be_retried(
