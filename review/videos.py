@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from review.audit import record_event
 from review.db import db, utcnow
@@ -84,8 +85,13 @@ def register_asset(info: VideoInfo, *, actor: User) -> MediaAsset:
         ],
         uploaded_by_id=actor.id,
     )
-    db.session.add(asset)
-    db.session.flush()
+    try:
+        with db.session.begin_nested():  # the same bytes may be arriving in another request
+            db.session.add(asset)
+    except IntegrityError:
+        existing = db.session.scalar(select(MediaAsset).where(MediaAsset.sha256 == info.sha256))
+        assert existing is not None
+        return existing
     return asset
 
 

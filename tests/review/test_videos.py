@@ -422,3 +422,11 @@ def test_a_line_in_two_sources_at_the_same_time_is_screened_once(
     cues = [(s.text, s.start_time) for s in screening.segments_of(version) if s.kind == "cue"]
     assert cues.count((CLAIM, 3.0)) == 1
     assert ("画面里的另一句", 7.0) in cues and (CLAIM, 9.0) in cues
+
+
+def test_subtitles_are_searchable(app: Any, editor: dict[str, str], clips: dict[str, Path]) -> None:
+    srt = [(clips["srt"].read_bytes(), "claim.srt")]
+    item_id = upload(app, editor, clips["plain"].read_bytes(), subtitles=srt).json["id"]
+    process(item_id)
+    found = app.test_client().get("/api/v1/search?q=欢迎收看", headers=editor).json
+    assert [i["id"] for i in found] == [item_id]
