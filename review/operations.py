@@ -138,7 +138,11 @@ def create_item(
             "稿件类型只能是 article 或 video", code="invalid_field", field="kind"
         ) from None
     if item_kind is not ItemKind.article:
-        raise InvalidInput("视频稿件需通过上传接口提交", code="unsupported_kind", field="kind")
+        raise InvalidInput(
+            "视频稿件请以 multipart/form-data 上传视频文件（字段 file）",
+            code="unsupported_kind",
+            field="kind",
+        )
     item = Item(
         kind=item_kind,
         unit_id=actor.unit_id,

@@ -430,3 +430,18 @@ def test_subtitles_are_searchable(app: Any, editor: dict[str, str], clips: dict[
     process(item_id)
     found = app.test_client().get("/api/v1/search?q=欢迎收看", headers=editor).json
     assert [i["id"] for i in found] == [item_id]
+
+
+def test_json_video_without_a_file_points_to_multipart(app: Any, editor: dict[str, str]) -> None:
+    resp = app.test_client().post(
+        "/api/v1/items", headers=editor, json={"kind": "video", "title": "视频"}
+    )
+    assert resp.status_code == 400 and resp.json["error"] == "unsupported_kind"
+    assert "multipart/form-data" in resp.json["message"]
+    missing = app.test_client().post(
+        "/api/v1/items",
+        headers=editor,
+        data={"kind": "video", "title": "视频"},
+        content_type="multipart/form-data",
+    )
+    assert missing.status_code == 400 and missing.json["error"] == "file_missing"
