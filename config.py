@@ -29,6 +29,16 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"KEPU_{name} must be an integer, got {raw!r}") from exc
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"KEPU_{name} must be a number, got {raw!r}") from exc
+
+
 def _env_bool(name: str, default: bool) -> bool:
     raw = _env(name)
     if raw is None:
@@ -69,6 +79,15 @@ def load() -> dict[str, object]:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "BROKER_URL": broker_url,
         "UPLOAD_FOLDER": _env("UPLOAD_FOLDER", str(folder / "uploads")),
+        # Videos and subtitle files, stored under content-addressed names (sha256.ext).
+        "MEDIA_FOLDER": _env("MEDIA_FOLDER", str(folder / "media")),
+        "MAX_VIDEO_BYTES": _env_int("MAX_VIDEO_BYTES", 2 * 1024 * 1024 * 1024),
+        "MAX_SUBTITLE_BYTES": _env_int("MAX_SUBTITLE_BYTES", 5 * 1024 * 1024),
+        # Burned-in subtitles: frames sampled per second for OCR (0 switches OCR off).
+        "OCR_FPS": _env_float("OCR_FPS", 1.0),
+        "MEDIA_MAX_ATTEMPTS": _env_int("MEDIA_MAX_ATTEMPTS", 3),
+        "FFMPEG": _env("FFMPEG", "ffmpeg"),
+        "FFPROBE": _env("FFPROBE", "ffprobe"),
         "SIGNING_KEY_PATH": _env("SIGNING_KEY_PATH", str(folder / "signing_key.pem")),
         # The audit ledger's name in signed checkpoints, and how often one is signed.
         "LEDGER_ORIGIN": _env("LEDGER_ORIGIN", "kepu-review/audit"),
@@ -93,7 +112,11 @@ def load() -> dict[str, object]:
         "BASE_URL": _env("BASE_URL", "http://127.0.0.1:5000"),
         # Request limits.
         "MAX_JSON_BYTES": _env_int("MAX_JSON_BYTES", 10 * 1024 * 1024),
-        "MAX_CONTENT_LENGTH": _env_int("MAX_UPLOAD_BYTES", 2 * 1024 * 1024 * 1024),
+        # The whole request: a video of MAX_VIDEO_BYTES plus its subtitle files and fields.
+        "MAX_CONTENT_LENGTH": _env_int(
+            "MAX_UPLOAD_BYTES",
+            _env_int("MAX_VIDEO_BYTES", 2 * 1024 * 1024 * 1024) + 64 * 1024 * 1024,
+        ),
         "MAX_FORM_MEMORY_SIZE": 2 * 1024 * 1024,
         "MAX_FORM_PARTS": 1000,
         # Sessions: server-side revocable sign-ins; cookie flags set explicitly.

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from expert_pool import operations as pool_ops
 from expert_pool import pool, quality
 from expert_pool.models import Assignment, Expert, Notification, QualitySample
-from review import dashboard, downloads, ledger
+from review import dashboard, downloads, ledger, videos
 from review import operations as ops
 from review.audit import AuditEvent, record_event
 from review.auth import check_password, user_for_token
@@ -20,6 +20,7 @@ from review.errors import Forbidden, InvalidInput, NotFound, TooLarge, Unauthori
 from review.models import Item, Role, User
 from review.search import search_items
 from review.web import (
+    accept_video_upload,
     deadlines,
     expert_to_dict,
     item_to_dict,
@@ -28,6 +29,7 @@ from review.web import (
     load_item,
     notification_to_dict,
     parse_time,
+    parse_upload,
     queue_overview,
     require_role,
     signer,
@@ -84,6 +86,8 @@ def create_item() -> Any:
     """Create an article (optionally submitting it at once)."""
     user = _user()
     require_role(user, Role.editor)
+    if request.mimetype == "multipart/form-data":
+        return _create_video(user)
     data = _json_body()
     submit = data.get("submit", False)
     if not isinstance(submit, bool):
@@ -97,6 +101,31 @@ def create_item() -> Any:
     )
     _commit()
     return jsonify({"id": item.id, "state": item.state.value}), 201
+
+
+def _create_video(user: User) -> Any:
+    """A video item from multipart/form-data: kind=video, title, description, submit, file,
+    optional subtitles (SRT, WebVTT or ASS; several allowed)."""
+    files = parse_upload()
+    form = request.form
+    if form.get("kind", "video") != "video":
+        raise InvalidInput("multipart 上传只用于视频稿件（kind=video）", field="kind")
+    submit_raw = form.get("submit", "false").strip().lower()
+    if submit_raw not in ("true", "false", "1", "0", ""):
+        raise InvalidInput("submit 必须是 true 或 false", field="submit")
+    title = form.get("title")
+    ops.clean_text(title, "标题", max_chars=ops.MAX_TITLE_CHARS, required=True)
+    asset, subtitles = accept_video_upload(files, actor=user)
+    item = videos.create_video_item(
+        title=title,
+        description=form.get("description", ""),
+        asset=asset,
+        subtitles=subtitles,
+        actor=user,
+        submit=submit_raw in ("true", "1"),
+    )
+    _commit()
+    return jsonify({"id": item.id, "state": item.state.value, "video": asset.sha256}), 201
 
 
 @bp.get("/items")

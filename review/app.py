@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, Request, current_app, g, jsonify, render_template, request
 from flask_babel import gettext, lazy_gettext
 from flask_login import LoginManager
 from flask_migrate import Migrate
@@ -55,6 +55,37 @@ def error_response(status: int, code: str, message: Any, **extra: Any) -> Any:
     return render_template("error.html", status=status, message=message), status
 
 
+class KepuRequest(Request):
+    """Uploaded file parts stream into capped temporary files inside the media folder.
+
+    Werkzeug would otherwise spool them to the system temp folder; here an oversize part is cut
+    off while it streams (413) and its partial file deleted, and an accepted video is linked
+    into content-addressed storage on the same filesystem without a copy.
+    """
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> Any:
+        from review.media import open_upload
+
+        cfg = current_app.config
+        upload = open_upload(cfg["MEDIA_FOLDER"], int(cfg["MAX_VIDEO_BYTES"]))
+        self.__dict__.setdefault("_kepu_uploads", []).append(upload)
+        return upload
+
+    def close(self) -> None:
+        """Close (and so delete) every temporary upload, whatever happened to the request."""
+        try:
+            super().close()
+        finally:
+            for upload in self.__dict__.get("_kepu_uploads", []):
+                upload.close()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     """SQLite: WAL, foreign keys, waiting on locks; transactions begun explicitly (see below)."""
     dbapi_connection.isolation_level = None
@@ -85,6 +116,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         __name__, instance_path=str(settings["INSTANCE_PATH"]), instance_relative_config=True
     )
     app.config.update(settings)
+    app.request_class = KepuRequest
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
     db.init_app(app)
@@ -126,9 +158,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "same-origin"
-        response.headers["Content-Security-Policy"] = (
+        response.headers.setdefault(  # media files set a stricter one of their own
+            "Content-Security-Policy",
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
         )
         return response
 

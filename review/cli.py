@@ -76,31 +76,27 @@ def run_command(host: str, port: int, no_worker: bool) -> None:
     """Start the web server plus a Celery worker with the scheduler, on the configured parts."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     _upgrade_if_empty()
-    worker: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = []
     if not no_worker:
         env = dict(os.environ, KEPU_INSTANCE_PATH=app.instance_path)
         schedule = Path(app.instance_path) / "celerybeat-schedule"
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app",
-                "worker",
-                "-B",
-                "-s",
-                str(schedule),
-                "-Q",
-                "screening,media,control,notifications",
-                "-c",
-                "2",
-                "--loglevel",
-                "INFO",
-                "-n",
-                f"kepu-{secrets.token_hex(3)}@%h",
-            ],
-            env=env,
+        name = secrets.token_hex(3)
+        base = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker"]
+        # Text screening and control work in one worker (with beat); videos in their own, so a
+        # long video never holds up the screening of articles.
+        workers.append(
+            subprocess.Popen(
+                [*base, "-B", "-s", str(schedule), "-Q", "screening,control,notifications"]
+                + ["-c", "2", "--loglevel", "INFO", "-n", f"kepu-{name}@%h"],
+                env=env,
+            )
+        )
+        workers.append(
+            subprocess.Popen(
+                [*base, "-Q", "media", "-c", "1", "--loglevel", "INFO"]
+                + ["-n", f"kepu-media-{name}@%h"],
+                env=env,
+            )
         )
     click.echo(f"科普信息科学性审查平台 正在运行：http://{host}:{port}/  (Ctrl+C 停止)", err=False)
     database, broker = app.config["SQLALCHEMY_DATABASE_URI"], app.config["BROKER_URL"]
@@ -112,8 +108,9 @@ def run_command(host: str, port: int, no_worker: bool) -> None:
 
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
     finally:
-        if worker is not None:
+        for worker in workers:
             worker.send_signal(signal.SIGTERM)
+        for worker in workers:
             try:
                 worker.wait(timeout=20)
             except subprocess.TimeoutExpired:

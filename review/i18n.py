@@ -205,3 +205,18 @@ CATEGORY_LABELS = (
     N_("迷信"),
     N_("曲解研究"),
 )
+
+#: Video labels (review.models): subtitle sources, media steps and their states.
+MEDIA_LABELS = (
+    N_("上传的字幕文件"),
+    N_("内嵌字幕轨"),
+    N_("画面字幕识别（OCR）"),
+    N_("提取内嵌字幕"),
+    N_("识别画面字幕"),
+    N_("生成缩略图"),
+    N_("排队中"),
+    N_("处理中"),
+    N_("已完成"),
+    N_("失败"),
+    N_("专家补充"),
+)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Enum,
@@ -169,6 +171,8 @@ class Item(db.Model):
     current_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("versions.id", use_alter=True, name="fk_items_current_version_id_versions")
     )
+    #: A video item's working copy of its file (the version keeps its own reference).
+    media_asset_id: Mapped[int | None] = mapped_column(ForeignKey("media_assets.id"))
     screening_attempts: Mapped[int] = mapped_column(Integer, default=0)
     screening_failed: Mapped[bool] = mapped_column("is_screening_failed", Boolean, default=False)
     needs_admin: Mapped[bool] = mapped_column("is_needs_admin", Boolean, default=False)
@@ -181,6 +185,7 @@ class Item(db.Model):
 
     unit: Mapped[Unit] = relationship()
     created_by: Mapped[User] = relationship()
+    media_asset: Mapped[MediaAsset | None] = relationship()
     current_version: Mapped[Version | None] = relationship(
         foreign_keys=[current_version_id], post_update=True
     )
@@ -219,19 +224,25 @@ class Version(db.Model):
     title: Mapped[str] = mapped_column(String(500))
     body: Mapped[str] = mapped_column(Text)
     content_sha256: Mapped[str] = mapped_column(String(64))
+    media_asset_id: Mapped[int | None] = mapped_column(ForeignKey("media_assets.id"))
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     item: Mapped[Item] = relationship(back_populates="versions", foreign_keys=[item_id])
+    media_asset: Mapped[MediaAsset | None] = relationship()
     reports: Mapped[list[ScreeningReport]] = relationship(
         back_populates="version", order_by="ScreeningReport.id"
     )
 
     @staticmethod
-    def compute_sha256(title: str, body: str) -> str:
-        """Hash over everything that would be published, length-prefixed so fields cannot shift."""
+    def compute_sha256(title: str, body: str, media: Sequence[str] = ()) -> str:
+        """Hash over everything that would be published, length-prefixed so fields cannot shift.
+
+        ``media`` names a video's bytes and each subtitle file's bytes by their SHA-256
+        (``video:<sha>``, ``subtitle:<sha>``); articles have none, so their hashes are unchanged.
+        """
         digest = hashlib.sha256()
-        for part in ("kepu-version-v1", title, body):
+        for part in ("kepu-version-v1", title, body, *media):
             data = part.encode("utf-8")
             digest.update(len(data).to_bytes(8, "big"))
             digest.update(data)
@@ -380,3 +391,140 @@ class OutboxMessage(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class MediaAsset(db.Model):
+    """A stored video file, named by its SHA-256; the same bytes uploaded twice are one asset."""
+
+    __tablename__ = "media_assets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    container: Mapped[str] = mapped_column(String(16))
+    duration: Mapped[float] = mapped_column(Float)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    video_codec: Mapped[str] = mapped_column(String(32))
+    audio_codec: Mapped[str | None] = mapped_column(String(32))
+    codecs: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    subtitle_tracks: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    thumbnail: Mapped[str | None] = mapped_column(String(120))
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def file_name(self) -> str:
+        """The stored file's name inside the media folder."""
+        return f"{self.sha256}.{self.container}"
+
+    @property
+    def mime_type(self) -> str:
+        """The type the file is served with."""
+        return {"mp4": "video/mp4", "mov": "video/quicktime", "webm": "video/webm"}[self.container]
+
+
+#: The category of a finding an expert marks by hand (a time range of a video).
+CATEGORY_FOR_EXPERT = "专家补充"
+
+
+class SubtitleKind(StrEnum):
+    """Where a video's text came from."""
+
+    supplied = "supplied"  # a subtitle file uploaded with the video
+    embedded = "embedded"  # a text track inside the container
+    ocr = "ocr"  # burned into the picture, read from sampled frames
+
+
+SUBTITLE_KIND_LABELS = {
+    SubtitleKind.supplied: "上传的字幕文件",
+    SubtitleKind.embedded: "内嵌字幕轨",
+    SubtitleKind.ocr: "画面字幕识别（OCR）",
+}
+
+
+class SubtitleSource(db.Model):
+    """One labelled source of timed text for a video: its cues as ``[start, end, text]``.
+
+    Supplied files belong to the item's working copy (``version_id`` empty) until a submit
+    copies them onto the frozen version; embedded and OCR sources are made per version by the
+    media worker.
+    """
+
+    __tablename__ = "subtitle_sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id"), index=True)
+    kind: Mapped[SubtitleKind] = mapped_column(_enum(SubtitleKind, "subtitle_kind"))
+    label: Mapped[str] = mapped_column(String(200))
+    format: Mapped[str] = mapped_column(String(16))
+    encoding: Mapped[str | None] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    cues: Mapped[list[list[Any]]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def kind_label(self) -> str:
+        return SUBTITLE_KIND_LABELS[self.kind]
+
+
+class MediaStep(StrEnum):
+    """The media worker's steps for one version, in order."""
+
+    subtitles = "subtitles"  # embedded text tracks
+    ocr = "ocr"  # burned-in subtitles
+    thumbnail = "thumbnail"
+
+
+MEDIA_STEP_LABELS = {
+    MediaStep.subtitles: "提取内嵌字幕",
+    MediaStep.ocr: "识别画面字幕",
+    MediaStep.thumbnail: "生成缩略图",
+}
+
+
+class JobState(StrEnum):
+    """Progress of one media step."""
+
+    pending = "pending"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+JOB_STATE_LABELS = {
+    JobState.pending: "排队中",
+    JobState.running: "处理中",
+    JobState.done: "已完成",
+    JobState.failed: "失败",
+}
+
+
+class MediaJob(db.Model):
+    """One step of a version's media processing: its state, attempts, progress and last error."""
+
+    __tablename__ = "media_jobs"
+    __table_args__ = (
+        UniqueConstraint("version_id", "step"),
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
+    step: Mapped[MediaStep] = mapped_column(_enum(MediaStep, "media_step"))
+    state: Mapped[JobState] = mapped_column(_enum(JobState, "job_state"), default=JobState.pending)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def step_label(self) -> str:
+        return MEDIA_STEP_LABELS[self.step]
+
+    @property
+    def state_label(self) -> str:
+        return JOB_STATE_LABELS[self.state]

@@ -20,10 +20,14 @@ from review.models import (
     Finding,
     Item,
     ItemKind,
+    JobState,
+    MediaJob,
+    MediaStep,
     OutboxMessage,
     Publication,
     Role,
     ScreeningReport,
+    SubtitleSource,
     Unit,
     User,
     Version,
@@ -36,6 +40,7 @@ MAX_TITLE_CHARS = 500
 MAX_BODY_CHARS = 1_000_000
 
 SCREEN_TASK = "kepu.screen_version"
+MEDIA_TASK = "kepu.process_media"
 
 
 # --- input hygiene -----------------------------------------------------------------------------
@@ -133,7 +138,11 @@ def create_item(
             "稿件类型只能是 article 或 video", code="invalid_field", field="kind"
         ) from None
     if item_kind is not ItemKind.article:
-        raise InvalidInput("视频稿件需通过上传接口提交", code="unsupported_kind", field="kind")
+        raise InvalidInput(
+            "视频稿件请以 multipart/form-data 上传视频文件（字段 file）",
+            code="unsupported_kind",
+            field="kind",
+        )
     item = Item(
         kind=item_kind,
         unit_id=actor.unit_id,
@@ -171,16 +180,36 @@ def _freeze_version(item: Item, actor: User) -> Version:
     number = (
         db.session.scalar(select(func.max(Version.number)).where(Version.item_id == item.id)) or 0
     ) + 1
+    supplied = working_subtitles(item) if item.kind is ItemKind.video else []
+    media: list[str] = []
+    if item.kind is ItemKind.video:
+        if item.media_asset is None:
+            raise InvalidInput("视频稿件缺少视频文件", code="missing_file", field="file")
+        media = [f"video:{item.media_asset.sha256}"] + [f"subtitle:{s.sha256}" for s in supplied]
     version = Version(
         item_id=item.id,
         number=number,
         title=item.title,
         body=item.body,
-        content_sha256=Version.compute_sha256(item.title, item.body),
+        content_sha256=Version.compute_sha256(item.title, item.body, media),
+        media_asset_id=item.media_asset_id,
         created_by_id=actor.id,
     )
     db.session.add(version)
     db.session.flush()
+    for source in supplied:  # the frozen version keeps its own copy of every subtitle file
+        db.session.add(
+            SubtitleSource(
+                item_id=item.id,
+                version_id=version.id,
+                kind=source.kind,
+                label=source.label,
+                format=source.format,
+                encoding=source.encoding,
+                sha256=source.sha256,
+                cues=list(source.cues),
+            )
+        )
     item.current_version_id = version.id
     item.current_version = version
     item.screening_attempts = 0
@@ -200,7 +229,7 @@ def submit_item(item: Item, *, actor: User) -> Version:
         actor=actor,
         data={"version": version.number, "content_sha256": version.content_sha256},
     )
-    enqueue(SCREEN_TASK, version.id)
+    queue_processing(version)
     return version
 
 
@@ -216,8 +245,44 @@ def revise_item(item: Item, *, title: object, body: object, actor: User) -> Vers
         actor=actor,
         data={"version": version.number, "content_sha256": version.content_sha256},
     )
-    enqueue(SCREEN_TASK, version.id)
+    queue_processing(version)
     return version
+
+
+def working_subtitles(item: Item) -> list[SubtitleSource]:
+    """The subtitle files uploaded with a video item's working copy, in upload order."""
+    return list(
+        db.session.scalars(
+            select(SubtitleSource)
+            .where(SubtitleSource.item_id == item.id, SubtitleSource.version_id.is_(None))
+            .order_by(SubtitleSource.id)
+        )
+    )
+
+
+def media_jobs(version: Version) -> list[MediaJob]:
+    """A version's media steps in their running order."""
+    order = list(MediaStep)
+    jobs = db.session.scalars(select(MediaJob).where(MediaJob.version_id == version.id)).all()
+    return sorted(jobs, key=lambda j: order.index(j.step))
+
+
+def queue_processing(version: Version) -> None:
+    """Articles go to screening; videos first to the media worker, which hands them on."""
+    if version.media_asset_id is None:
+        enqueue(SCREEN_TASK, version.id)
+        return
+    for step in MediaStep:
+        db.session.add(MediaJob(version_id=version.id, step=step, state=JobState.pending))
+    db.session.flush()
+    enqueue(MEDIA_TASK, version.id)
+
+
+def media_pending(version: Version) -> bool:
+    """True while a video version still has media steps to finish before screening."""
+    if version.media_asset_id is None:
+        return False
+    return any(j.state is not JobState.done for j in media_jobs(version))
 
 
 def withdraw_item(item: Item, *, actor: User, reason: str = "") -> None:
@@ -247,6 +312,8 @@ def begin_screening(version: Version, *, max_attempts: int) -> str:
         return "done"
     if item.state not in (ItemState.submitted, ItemState.screening):
         return "done"
+    if media_pending(version):
+        return "media"  # the media worker enqueues screening when its steps are done
     if item.state is ItemState.submitted:
         transition(item, Action.start_screening, actor=SYSTEM, data={"version": version.number})
     item.screening_attempts += 1
@@ -344,14 +411,19 @@ def requeue_stuck(*, older_than: timedelta) -> int:
     count = 0
     for version in stuck_versions(older_than=older_than):
         item = version.item
+        task = SCREEN_TASK
+        if media_pending(version):
+            if any(j.state is JobState.failed for j in media_jobs(version)):
+                continue  # waits for the editor to retry the failed step (they see why)
+            task = MEDIA_TASK
         item.state_changed_at = utcnow()  # so the next sweep waits again
-        enqueue(SCREEN_TASK, version.id)
+        enqueue(task, version.id)
         record_event(
             "item.screening_requeued",
             actor=SYSTEM,
             subject_type="item",
             subject_id=item.id,
-            data={"version": version.number, "state": item.state.value},
+            data={"version": version.number, "state": item.state.value, "task": task},
         )
         count += 1
     return count

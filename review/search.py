@@ -17,7 +17,7 @@ from sqlalchemy import ForeignKey, Integer, String, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from review.db import db
-from review.models import Decision, Item
+from review.models import Decision, Item, SubtitleSource
 
 MAX_TERM_CHARS = 64
 
@@ -77,10 +77,15 @@ def terms(text: str) -> list[str]:
 
 
 def item_text(item: Item) -> Iterable[str]:
-    """Everything searchable about an item: every version's title and body, every decision."""
+    """Everything searchable: every version's title, body and subtitles, every decision."""
     for version in item.versions:
         yield version.title
         yield version.body
+        if version.media_asset_id is not None:  # a video: the text of every subtitle source
+            for source in db.session.scalars(
+                select(SubtitleSource).where(SubtitleSource.version_id == version.id)
+            ):
+                yield "\n".join(str(cue[2]) for cue in source.cues)
     if not item.versions:
         yield item.title
         yield item.body

@@ -25,7 +25,7 @@ from expert_pool import operations as pool_ops
 from expert_pool import pool, quality
 from expert_pool.models import Assignment, AssignmentState, Expert, Notification, QualitySample
 from expert_pool.notifications import unread_count
-from review import dashboard, downloads, ledger, policy, rulepacks
+from review import dashboard, downloads, ledger, policy, rulepacks, videos
 from review import operations as ops
 from review.app import login_manager
 from review.audit import AuditEvent, record_event
@@ -42,10 +42,11 @@ from review.db import db, utcnow
 from review.errors import DomainError, Forbidden, InvalidInput, NotFound
 from review.i18n import N_
 from review.lifecycle import ItemState
-from review.models import Item, Role, Unit, User
+from review.models import CATEGORY_FOR_EXPERT, Item, ItemKind, Role, Unit, User, Version
 from review.search import search_items
 from review.web import (
     LOCAL_TZ,
+    accept_video_upload,
     deadlines,
     item_assignments,
     item_decisions,
@@ -53,10 +54,12 @@ from review.web import (
     load_assignment,
     load_item,
     parse_time,
+    parse_upload,
     queue_overview,
     require_role,
     roles_required,
     signer,
+    video_asset,
 )
 from rules import CATEGORIES, DOMAINS, LEVELS
 
@@ -232,7 +235,154 @@ def item_detail(item_id: int) -> Any:
         assignments=item_assignments(item),
         decisions=item_decisions(item),
         publication=latest_publication(item),
+        video=video_context(item, version, report.findings if report else []),
     )
+
+
+def video_context(item: Item, version: Version | None, findings: list[Any]) -> dict[str, Any]:
+    """What the video templates show: the file, media steps, transcripts, timed findings."""
+    if item.kind is not ItemKind.video:
+        return {}
+    asset = version.media_asset if version else item.media_asset
+    sources = videos.version_sources(version) if version else ops.working_subtitles(item)
+    timed = sorted(
+        (f for f in findings if f.start_time is not None),
+        key=lambda f: (f.start_time, f.end_time or 0),
+    )
+    flagged: list[tuple[float, float]] = [(f.start_time, f.end_time or f.start_time) for f in timed]
+    transcripts = [
+        {
+            "source": s,
+            "cues": [
+                {
+                    "start": c[0],
+                    "end": c[1],
+                    "text": c[2],
+                    "flagged": any(a < c[1] and c[0] < b for a, b in flagged)
+                    or any(a == c[0] for a, _ in flagged),
+                }
+                for c in s.cues
+            ],
+        }
+        for s in sources
+    ]
+    jobs = ops.media_jobs(version) if version and version.media_asset_id else []
+    return {
+        "asset": asset,
+        "number": version.number if version else None,
+        "jobs": jobs,
+        "busy": any(j.state.value in ("pending", "running") for j in jobs),
+        "failed": any(j.state.value == "failed" for j in jobs),
+        "transcripts": transcripts,
+        "timed": timed,
+    }
+
+
+def _video_limits() -> dict[str, int]:
+    cfg = current_app.config
+    return {
+        "video_mb": int(cfg["MAX_VIDEO_BYTES"]) // (1024 * 1024),
+        "subtitle_kb": int(cfg["MAX_SUBTITLE_BYTES"]) // 1024,
+    }
+
+
+@bp.route("/items/new-video", methods=["GET", "POST"])
+@login_required
+@roles_required(Role.editor)
+def new_video() -> Any:
+    """Upload a video (MP4, WebM, MOV) with optional subtitle files; save as draft or submit."""
+    if request.method == "POST":
+        try:
+            files = parse_upload()
+            ops.clean_text(request.form.get("title"), gettext("标题"), max_chars=500, required=True)
+            asset, subtitle_files = accept_video_upload(files, actor=current_user)
+            item = videos.create_video_item(
+                title=request.form.get("title"),
+                description=request.form.get("description", ""),
+                asset=asset,
+                subtitles=subtitle_files,
+                actor=current_user,
+                submit=request.form.get("action") == "submit",
+            )
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+            form = {} if exc.status == 413 else request.form  # a cut-off body has no form
+            return render_template("video_form.html", form=form, limits=_video_limits()), exc.status
+        db.session.commit()
+        flash(
+            gettext("视频已上传，正在提取字幕和识别画面文字，完成后自动进行机器初筛")
+            if item.state is ItemState.submitted
+            else gettext("草稿已保存"),
+            "info",
+        )
+        return redirect(url_for("web.item_detail", item_id=item.id))
+    return render_template("video_form.html", form={}, limits=_video_limits())
+
+
+def _media_response(path: str, mimetype: str, *, item: Item, what: str) -> Any:
+    """A stored media file with range requests (seeking), never run as a page."""
+    import os
+
+    from flask import send_file
+
+    if not os.path.isfile(path):
+        raise NotFound(gettext("找不到该视频文件"))
+    if current_user.has_role(Role.auditor) and request.headers.get("Range", "bytes=0-").startswith(
+        "bytes=0-"
+    ):
+        record_event(
+            "audit.download",
+            actor=current_user,
+            subject_type="item",
+            subject_id=item.id,
+            data={"what": what},
+        )
+        db.session.commit()
+    response = send_file(path, mimetype=mimetype, conditional=True, max_age=0)
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["Cache-Control"] = "private, max-age=0"
+    return response
+
+
+@bp.get("/items/<int:item_id>/video")
+@login_required
+def item_video(item_id: int) -> Any:
+    """The item's video file (``?version=N`` for an earlier version); same access as the item."""
+    import os
+
+    item = load_item(current_user, item_id)
+    asset = video_asset(item, request.args.get("version", type=int))
+    if asset is None:
+        raise NotFound(gettext("找不到该视频文件"))
+    path = os.path.join(str(current_app.config["MEDIA_FOLDER"]), asset.file_name)
+    return _media_response(path, asset.mime_type, item=item, what="video")
+
+
+@bp.get("/items/<int:item_id>/thumbnail.jpg")
+@login_required
+def item_thumbnail(item_id: int) -> Any:
+    """The video's thumbnail (made by the media worker)."""
+    import os
+
+    item = load_item(current_user, item_id)
+    asset = video_asset(item, request.args.get("version", type=int))
+    if asset is None or not asset.thumbnail:
+        raise NotFound(gettext("缩略图尚未生成"))
+    path = os.path.join(str(current_app.config["MEDIA_FOLDER"]), asset.thumbnail)
+    return _media_response(path, "image/jpeg", item=item, what="thumbnail")
+
+
+@bp.post("/items/<int:item_id>/media/retry")
+@login_required
+@roles_required(Role.editor)
+def retry_media(item_id: int) -> Any:
+    """Queue the failed media steps of the current version again."""
+    item = load_item(current_user, item_id)
+    videos.retry_media(item, actor=current_user)
+    db.session.commit()
+    flash(gettext("已重新排队处理视频"), "info")
+    return redirect(url_for("web.item_detail", item_id=item.id))
 
 
 @bp.route("/items/<int:item_id>/edit", methods=["GET", "POST"])
@@ -401,7 +551,34 @@ def review_page(assignment_id: int) -> Any:
         pieces=highlight(version.body, findings, "body"),
         decisions=item_decisions(assignment.item),
         can_act=current_user.has_role(Role.expert) and assignment.is_open,
+        video=video_context(assignment.item, version, list(findings)),
+        expert_category=CATEGORY_FOR_EXPERT,
     )
+
+
+@bp.post("/assignments/<int:assignment_id>/findings")
+@login_required
+@roles_required(Role.expert)
+def add_video_finding(assignment_id: int) -> Any:
+    """The expert marks a time range of the video as a new finding."""
+    assignment = load_assignment(current_user, assignment_id)
+    if not assignment.is_open:
+        raise Forbidden(gettext("该审核任务已结束"))
+    try:
+        videos.add_timed_finding(
+            assignment.version,
+            start_time=request.form.get("start_time"),
+            end_time=request.form.get("end_time"),
+            note=request.form.get("note"),
+            actor=current_user,
+        )
+    except InvalidInput as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("web.review_page", assignment_id=assignment.id)), 303
+    db.session.commit()
+    flash(gettext("已添加时间段发现"), "info")
+    return redirect(url_for("web.review_page", assignment_id=assignment.id))
 
 
 @bp.post("/assignments/<int:assignment_id>/accept")

@@ -17,10 +17,80 @@ from review import policy
 from review.db import db, utcnow
 from review.errors import Forbidden, InvalidInput, NotFound
 from review.lifecycle import ItemState
-from review.models import Decision, Item, Publication, Role, User
+from review.models import Decision, Item, MediaAsset, Publication, Role, User
 from review.signing import Signer
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def media_tools() -> Any:
+    """ffmpeg and ffprobe as configured."""
+    from review.media import Tools
+
+    cfg = current_app.config
+    return Tools(ffmpeg=str(cfg["FFMPEG"]), ffprobe=str(cfg["FFPROBE"]))
+
+
+def parse_upload() -> Any:
+    """Parse the multipart body (files stream to capped temp files); 413 in Chinese when over."""
+    from flask import request
+    from werkzeug.exceptions import RequestEntityTooLarge
+
+    from review.media import too_large
+
+    try:
+        return request.files
+    except RequestEntityTooLarge:
+        raise too_large(int(current_app.config["MAX_VIDEO_BYTES"])) from None
+
+
+def accept_video_upload(files: Any, *, actor: User) -> tuple[MediaAsset, list[Any]]:
+    """Check the uploaded video (``file``) and subtitle files (``subtitles``) and store them.
+
+    Subtitle files are parsed first (they are small), the video is checked and linked into
+    storage next, and only then are the subtitle bytes kept; a refusal at any point leaves no
+    file behind (the request's temporary files are deleted when it ends).
+    """
+    from review import media, subtitles
+    from review.videos import SubtitleUpload, display_name, register_asset
+
+    cfg = current_app.config
+    folder = str(cfg["MEDIA_FOLDER"])
+    video = files.get("file")
+    if video is None:
+        raise InvalidInput("缺少视频文件（表单字段 file）", code="file_missing", field="file")
+    limit = int(cfg["MAX_SUBTITLE_BYTES"])
+    parsed: list[tuple[str, bytes, Any]] = []
+    for n, part in enumerate(files.getlist("subtitles"), start=1):
+        raw = part.stream.read(limit + 1)
+        if not raw and not part.filename:
+            continue  # an empty file input
+        name = display_name(part.filename, f"字幕{n}")
+        if len(raw) > limit:
+            raise InvalidInput(
+                f"字幕文件“{name}”超过 {limit // 1024} KB", code="too_large", field="subtitles"
+            )
+        parsed.append((name, raw, subtitles.parse(raw, name=name)))
+    info = media.ingest_video(video.stream, folder=folder, tools=media_tools())
+    uploads = [
+        SubtitleUpload(
+            label=name,
+            sha256=media.store_bytes(raw, folder=folder, ext=result.format),
+            parsed=result,
+        )
+        for name, raw, result in parsed
+    ]
+    return register_asset(info, actor=actor), uploads
+
+
+def video_asset(item: Item, number: int | None) -> MediaAsset | None:
+    """The video of version ``number`` (default: the current one, or the draft's file)."""
+    if number is not None:
+        version = next((v for v in item.versions if v.number == number), None)
+        return version.media_asset if version else None
+    if item.current_version is not None and item.current_version.media_asset is not None:
+        return item.current_version.media_asset
+    return item.media_asset
 
 
 def deadlines() -> Deadlines:
@@ -154,7 +224,56 @@ def item_to_dict(item: Item, *, detail: bool = False) -> dict[str, Any]:
     ]
     pub = latest_publication(item)
     data["publication"] = pub.receipt if pub else None
+    if item.kind.value == "video":
+        data["video"] = video_to_dict(item)
     return data
+
+
+def video_to_dict(item: Item) -> dict[str, Any]:
+    """A video item's file, media steps and labelled subtitle sources (API form)."""
+    from review.operations import media_jobs, working_subtitles
+    from review.videos import version_sources
+
+    version = item.current_version
+    asset = video_asset(item, None)
+    sources = version_sources(version) if version else working_subtitles(item)
+    return {
+        "file": {
+            "sha256": asset.sha256,
+            "size": asset.size,
+            "container": asset.container,
+            "duration": asset.duration,
+            "width": asset.width,
+            "height": asset.height,
+            "video_codec": asset.video_codec,
+            "audio_codec": asset.audio_codec,
+            "codecs": asset.codecs,
+            "thumbnail": bool(asset.thumbnail),
+        }
+        if asset
+        else None,
+        "media_jobs": [
+            {
+                "step": j.step.value,
+                "state": j.state.value,
+                "attempts": j.attempts,
+                "progress": j.progress,
+                "error": j.error,
+            }
+            for j in (media_jobs(version) if version else [])
+        ],
+        "subtitles": [
+            {
+                "kind": s.kind.value,
+                "label": s.label,
+                "format": s.format,
+                "encoding": s.encoding,
+                "sha256": s.sha256,
+                "cues": s.cues,
+            }
+            for s in sources
+        ],
+    }
 
 
 def latest_publication(item: Item) -> Publication | None:

@@ -77,3 +77,26 @@ def test_the_test_catches_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("from review.db import db\nimport flask\n", encoding="utf-8")
     assert _imports(bad) == {"review", "flask"}
+
+
+#: Video helpers that must stay free of the web and the database (the worker and the bench use
+#: them directly): what each may import besides the standard library.
+MEDIA_HELPERS = {
+    "subtitles": {"review"},  # review.errors only
+    "media": {"review", "werkzeug"},
+    "ocr": {"review", "numpy", "rapidocr_onnxruntime"},
+}
+
+
+@pytest.mark.parametrize("module", sorted(MEDIA_HELPERS))
+def test_media_helpers_need_no_app_or_database(module: str) -> None:
+    path = ROOT / "review" / f"{module}.py"
+    extra = _imports(path) - set(sys.stdlib_module_names)
+    assert extra <= MEDIA_HELPERS[module], f"{path} imports {extra - MEDIA_HELPERS[module]}"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    ours = {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("review")
+    }
+    assert ours <= {"review.errors", "review.subtitles"}, ours

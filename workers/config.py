@@ -10,6 +10,9 @@ from typing import Any
 #: slow task is never redelivered while still running (RELIABILITY.md, finding 3).
 TASK_TIME_LIMIT = 600
 TASK_SOFT_TIME_LIMIT = 540
+#: Media steps (OCR of a long video) get longer, still well inside the visibility timeout.
+MEDIA_TIME_LIMIT = 3000
+MEDIA_SOFT_TIME_LIMIT = 2900
 VISIBILITY_TIMEOUT = 3600
 RETRY_BACKOFF_MAX = 300
 
@@ -51,6 +54,7 @@ def celery_config(flask_config: Mapping[str, Any]) -> dict[str, Any]:
         "task_default_queue": "control",
         "task_routes": {
             "kepu.screen_version": {"queue": "screening"},
+            "kepu.process_media": {"queue": "media"},
             "kepu.relay_outbox": {"queue": "control"},
             "kepu.reconcile": {"queue": "control"},
             "kepu.sweep_deadlines": {"queue": "control"},

@@ -17,6 +17,7 @@ from review.errors import IllegalTransition
 from review.models import ScreeningReport, Version
 from review.operations import begin_screening, fail_screening, record_screening
 from review.search import index_item
+from review.videos import version_sources
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +36,42 @@ def thresholds_from_config() -> rules.Thresholds:
 
 
 def segments_of(version: Version) -> list[rules.Segment]:
-    """The version's text as engine segments: title, then the whole body (offsets stay direct)."""
-    return [rules.Segment("title", version.title), rules.Segment("body", version.body)]
+    """The version's text as engine segments: title, then the whole body (offsets stay direct).
+
+    A video's body is its description; then every cue of every subtitle source (supplied,
+    embedded, OCR) is one segment carrying its time range, so findings carry it too.
+    """
+    if version.media_asset_id is None:
+        return [rules.Segment("title", version.title), rules.Segment("body", version.body)]
+    segments = [rules.Segment("title", version.title), rules.Segment("description", version.body)]
+    # The same line at the same time in two sources (a supplied file and the picture's OCR) is
+    # screened once, from the first source: the expert judges one finding, not two.
+    seen: dict[str, list[tuple[float, float]]] = {}
+    for source in version_sources(version):
+        for start, end, text in source.cues:
+            key = "".join(str(text).split())
+            begin, finish = float(start), float(end)
+            if any(a < finish and begin < b for a, b in seen.get(key, [])):
+                continue
+            seen.setdefault(key, []).append((begin, max(finish, begin + 0.001)))
+            segments.append(rules.Segment("cue", str(text), begin, finish))
+    return segments
 
 
-def report_to_row_data(report: rules.Report) -> dict[str, Any]:
+#: How each engine segment kind is stored on a finding (a description is the version's body).
+STORED_KIND = {"title": "title", "body": "body", "description": "body", "cue": "cue"}
+
+
+def report_to_row_data(
+    report: rules.Report, segments: list[rules.Segment] | None = None
+) -> dict[str, Any]:
     """The engine's report in the shape record_screening stores."""
     data = report.to_dict()
     findings = []
     for f in report.findings:
         entry = f.to_dict()
-        entry["segment_kind"] = SEGMENT_KINDS[f.segment]
+        kind = segments[f.segment].kind if segments is not None else SEGMENT_KINDS[f.segment]
+        entry["segment_kind"] = STORED_KIND[kind]
         findings.append(entry)
     data["findings"] = findings
     return data
@@ -67,7 +93,8 @@ def screen_version(version_id: int, *, max_attempts: int | None = None) -> str:
     thresholds = thresholds_from_config()
     # The packs without the rules admins switched off; the report records this reduced version.
     ruleset = rulepacks.effective_ruleset()
-    report = rules.screen(segments_of(version), ruleset, thresholds=thresholds)
+    segments = segments_of(version)
+    report = rules.screen(segments, ruleset, thresholds=thresholds)
     flagged = report.routes_to_experts(thresholds)
     try:
         version = db.session.get(Version, version_id)
@@ -76,7 +103,7 @@ def screen_version(version_id: int, *, max_attempts: int | None = None) -> str:
             db.session.rollback()
             return "done"
         note_ruleset(ruleset)
-        record_screening(version, report_to_row_data(report), flagged=flagged)
+        record_screening(version, report_to_row_data(report, segments), flagged=flagged)
         index_item(version.item)
         _assign_if_flagged(version)
         db.session.commit()

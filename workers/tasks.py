@@ -21,8 +21,8 @@ from review.db import db, utcnow
 from review.lifecycle import ItemState
 from review.models import Item, OutboxMessage
 from review.operations import requeue_stuck
-from workers import screening
-from workers.config import RETRY_BACKOFF_MAX
+from workers import media, screening
+from workers.config import MEDIA_SOFT_TIME_LIMIT, MEDIA_TIME_LIMIT, RETRY_BACKOFF_MAX
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,14 @@ def screen_version(self, version_id: int) -> str:  # type: ignore[no-untyped-def
             return "failed"
         log.warning("screening of version %s failed (%s); retrying", version_id, exc)
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+
+
+@shared_task(
+    name="kepu.process_media", time_limit=MEDIA_TIME_LIMIT, soft_time_limit=MEDIA_SOFT_TIME_LIMIT
+)
+def process_media(version_id: int) -> str:
+    """Embedded subtitles, OCR and thumbnail of a video version, then hand it to screening."""
+    return media.process_media(int(version_id))
 
 
 @shared_task(name="kepu.relay_outbox")

@@ -29,8 +29,15 @@ def free_port() -> int:
 class Worker:
     """A `celery worker -B` subprocess with its own log file."""
 
-    def __init__(self, env: dict[str, str], folder: Path) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        folder: Path,
+        queues: str = "screening,media,control,notifications",
+        beat: bool = True,
+    ) -> None:
         self.log = folder / f"worker-{uuid.uuid4().hex[:6]}.log"
+        schedule = ["-B", "-s", str(folder / "beat-schedule")] if beat else []
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -39,11 +46,9 @@ class Worker:
                 "-A",
                 "workers.celery_app",
                 "worker",
-                "-B",
-                "-s",
-                str(folder / "beat-schedule"),
+                *schedule,
                 "-Q",
-                "screening,media,control,notifications",
+                queues,
                 "-c",
                 "1",
                 "-n",

@@ -8,6 +8,7 @@ normally (the expected event appears) and once with the ledger failing at its fi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -253,6 +254,30 @@ CASES = [
         web=True,
     ),
     Case(
+        "web.new_video",
+        "editor",
+        lambda w: ("/items/new-video", _video_form()),
+        "item.created",
+        web=True,
+    ),
+    Case(
+        "web.retry_media",
+        "editor",
+        lambda w: (w.failed_video(), {}),  # type: ignore[attr-defined]
+        "media.retry",
+        web=True,
+    ),
+    Case(
+        "web.add_video_finding",
+        "expert1",
+        lambda w: (
+            w.video_review(),  # type: ignore[attr-defined]
+            {"start_time": "0.5", "end_time": "1.5", "note": "画面宣称包治百病"},
+        ),
+        "finding.added",
+        web=True,
+    ),
+    Case(
         "web.edit_item",
         "editor",
         lambda w: (f"/items/{w.item('draft')}/edit", {"title": "改", "body": "改"}),
@@ -392,6 +417,82 @@ CASES = [
         web=True,
     ),
 ]
+
+
+def _video_form() -> dict[str, Any]:
+    import io
+
+    return {
+        "title": "视频稿",
+        "description": "简介",
+        "action": "save",
+        "file": (io.BytesIO(_clip().read_bytes()), "clip.mp4"),
+    }
+
+
+def _clip() -> Any:
+    """A small test video, made once per run."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.media_files import plain_video
+
+    path = Path(tempfile.gettempdir()) / f"kepu-audit-clip-{os.getpid()}.mp4"
+    if not path.exists():
+        plain_video(path, seconds=2)
+    return path
+
+
+def _failed_video(self: World) -> str:
+    """A submitted video whose thumbnail step failed for good."""
+    from review.models import JobState, MediaJob
+
+    resp = self.app.test_client().post(
+        "/api/v1/items",
+        headers=self.tokens["editor"],
+        data={"title": "视频", "submit": "true", "file": (_clip().open("rb"), "c.mp4")},
+        content_type="multipart/form-data",
+    )
+    item = db.session.get(Item, resp.json["id"])
+    job = db.session.scalar(
+        select(MediaJob).where(
+            MediaJob.version_id == item.current_version_id,  # type: ignore[union-attr]
+            MediaJob.step == "thumbnail",
+        )
+    )
+    job.state, job.error = JobState.failed, "生成缩略图失败：测试"  # type: ignore[union-attr]
+    db.session.commit()
+    return f"/items/{resp.json['id']}/media/retry"
+
+
+def _video_review(self: World) -> str:
+    """An accepted review of a flagged video; returns the URL that marks a time range."""
+    from workers import media
+
+    resp = self.app.test_client().post(
+        "/api/v1/items",
+        headers=self.tokens["editor"],
+        data={
+            "title": "喝小分子水能根治高血压",
+            "submit": "true",
+            "file": (_clip().open("rb"), "c.mp4"),
+        },
+        content_type="multipart/form-data",
+    )
+    item_id = resp.json["id"]
+    self.app.config["OCR_FPS"] = 0
+    version_id = db.session.get(Item, item_id).current_version_id  # type: ignore[union-attr]
+    media.process_media(version_id)
+    screening.screen_version(version_id)
+    assignment = self.assignment_of(item_id)
+    self.app.test_client().post(
+        f"/api/v1/assignments/{assignment}/accept", headers=self.tokens["expert1"]
+    )
+    return f"/assignments/{assignment}/findings"
+
+
+World.failed_video = _failed_video  # type: ignore[attr-defined]
+World.video_review = _video_review  # type: ignore[attr-defined]
 
 
 def _late_expert(self: World) -> Any:
@@ -554,6 +655,10 @@ def _snapshot() -> dict[str, int]:
         "login_sessions",
         "policy_settings",
         "disabled_rules",
+        "media_assets",
+        "media_jobs",
+        "subtitle_sources",
+        "findings",
     ]
     counts = {
         t: db.session.scalar(select(func.count()).select_from(db.metadata.tables[t])) or 0

@@ -34,3 +34,15 @@ def test_screening_has_its_own_queue() -> None:
 def test_embedded_broker_waits_on_its_lock() -> None:
     conf = celery_config({**REDIS, "BROKER_URL": "sqla+sqlite:////tmp/x.sqlite"})
     assert conf["broker_transport_options"]["connect_args"]["timeout"] >= 10
+
+
+def test_media_has_its_own_queue_and_fits_the_visibility_timeout() -> None:
+    from workers.config import MEDIA_SOFT_TIME_LIMIT, MEDIA_TIME_LIMIT, VISIBILITY_TIMEOUT
+
+    conf = celery_config(REDIS)
+    assert conf["task_routes"]["kepu.process_media"]["queue"] == "media"
+    assert VISIBILITY_TIMEOUT > MEDIA_TIME_LIMIT > MEDIA_SOFT_TIME_LIMIT
+    from workers.tasks import process_media
+
+    assert process_media.time_limit == MEDIA_TIME_LIMIT
+    assert process_media.soft_time_limit == MEDIA_SOFT_TIME_LIMIT
