@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 GARLIC_TITLE = "震惊！每天吃大蒜能治愈癌症"
 GARLIC_BODY = (
     "家住环翠区的李大爷坚持每天生吃三瓣大蒜，半年后肿瘤消失了。专家证实，大蒜素可以彻底杀死"
-    "癌细胞，100%治愈癌症，不用再做化疗！赶紧转发给家人。"
+    "癌细胞，100%治愈癌症，还能根治高血压，不用再做化疗！赶紧转发给家人。"
 )
 GENUINE_TITLE = "秋季流感疫苗接种提示"
 GENUINE_BODY = (
@@ -352,7 +352,7 @@ def test_findings_and_states_are_styled(browser: Any, world: dict[str, Any]) -> 
              return [m.className, s.backgroundColor, s.color];
            })"""
     )
-    assert {c[0] for c in colours} >= {"sev-low", "sev-medium"}, colours
+    assert {c[0] for c in colours} >= {"sev-low", "sev-medium", "sev-high"}, colours
     by_class = {c[0]: (c[1], c[2]) for c in colours}
     assert len({bg for bg, _fg in by_class.values()}) == len(by_class)  # one colour per severity
     for bg, fg in by_class.values():
@@ -385,27 +385,32 @@ def _contrast(bg: str, fg: str) -> float:
 
 
 README_SHOTS = [
-    ("editor-items", "ed", "/items"),
-    ("item-findings", "ed", "/items/{flagged}"),
-    ("expert-review", "ex", "/assignments/{assignment}"),
-    ("audit-trail", "au", "/audit/items/{flagged}"),
-    ("dashboard", "au", "/dashboard"),
-    ("admin-users", "ad", "/admin/users"),
-    ("admin-experts", "ad", "/admin/experts"),
-    ("admin-queue", "ad", "/admin/queue"),
+    ("editor-items", "ed", "/items", 1280),
+    ("item-findings", "ed", "/items/{flagged}", 1280),
+    ("expert-review", "ex", "/assignments/{assignment}", 1280),
+    ("audit-trail", "au", "/audit/items/{flagged}", 1280),
+    ("dashboard", "au", "/dashboard", 1280),
+    ("admin-users", "ad", "/admin/users", 1280),
+    ("admin-experts", "ad", "/admin/experts", 1280),
+    ("admin-queue", "ad", "/admin/queue", 1280),
+    ("expert-review-phone", "ex", "/assignments/{assignment}", 390),
 ]
 
 
 def test_readme_screenshots(browser: Any, world: dict[str, Any]) -> None:
-    """Screenshots of the main pages at 1280px; KEPU_UPDATE_SCREENSHOTS=1 refreshes the README's."""
+    """Screenshots of the main pages at 1280px (and one at 390px) for the README.
+
+    Every run writes them to test-artifacts/screenshots/; KEPU_UPDATE_SCREENSHOTS=1 also
+    refreshes the committed copies in review/static/docs/screenshots/."""
     update = os.environ.get("KEPU_UPDATE_SCREENSHOTS") == "1"
-    pages: dict[str, Any] = {}
-    for name, username, path in README_SHOTS:
-        if username not in pages:
-            pages[username] = login(
-                browser, world["base"], username, viewport={"width": 1280, "height": 800}
-            )
-        page = pages[username]
+    pages: dict[tuple[str, int], Any] = {}
+    for name, username, path, width in README_SHOTS:
+        key = (username, width)
+        if key not in pages:
+            height = 800 if width > 760 else 844
+            viewport = {"width": width, "height": height}
+            pages[key] = login(browser, world["base"], username, viewport=viewport)
+        page = pages[key]
         assert page.goto(_url(world, path)).status == 200
         page.wait_for_load_state("networkidle")
         png = shot(page, f"screenshots/{name}", full_page=False)
@@ -416,7 +421,7 @@ def test_readme_screenshots(browser: Any, world: dict[str, Any]) -> None:
     for page in pages.values():
         page.context.close()
     committed = sorted(SCREENSHOTS.glob("*.png"))
-    assert {p.stem for p in committed} == {name for name, _u, _p in README_SHOTS}
+    assert {p.stem for p in committed} == {shot[0] for shot in README_SHOTS}
     assert sum(p.stat().st_size for p in committed) < 1_500_000
     readme = (ROOT / "README.md").read_text()
     for p in committed:
