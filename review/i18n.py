@@ -99,6 +99,16 @@ def risk_label(level: str) -> str:
     return gettext(RISK_LABELS[level]) if level in RISK_LABELS else level
 
 
+def state_label(value: str) -> str:
+    """An item state (its enum value) in words, in the current language."""
+    from review.lifecycle import STATE_LABELS, ItemState
+
+    try:
+        return gettext(STATE_LABELS[ItemState(value)])
+    except ValueError:
+        return value
+
+
 def join_labels(values: Iterable[str]) -> str:
     """Translate each label (e.g. domain names) and join them the way the language lists."""
     return gettext("、").join(gettext(str(v)) for v in values if v)  # gettext("") is the header
@@ -121,7 +131,10 @@ def init_app(app: Flask) -> None:
     app.before_request(_start_request)
     app.jinja_env.filters.update(join_labels=join_labels, tr=translate)
     app.jinja_env.globals.update(
-        html_lang=html_lang, language_links=language_links, risk_label=risk_label
+        html_lang=html_lang,
+        language_links=language_links,
+        risk_label=risk_label,
+        state_label=state_label,
     )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import wait_until
+from tests.conftest import ROOT, wait_until
 
 
 def free_port() -> int:
@@ -125,14 +127,14 @@ class Http:
             return err.code, json.loads(err.read() or b"null")
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
+@contextlib.contextmanager
+def kepu_run(folder: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
     """`kepu run` on the embedded defaults in a fresh instance folder: (base URL, env, log)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEPU_")}
-    env.update(KEPU_INSTANCE_PATH=str(tmp_path / "instance"), KEPU_RELAY_EVERY="1")
+    env.update(KEPU_INSTANCE_PATH=str(folder / "instance"), KEPU_RELAY_EVERY="1")
     port = free_port()
     kepu = str(Path(sys.executable).parent / "kepu")
-    log = tmp_path / "run.log"
+    log = folder / "run.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
             [kepu, "run", "--port", str(port)],
@@ -161,6 +163,74 @@ def live(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
         except subprocess.TimeoutExpired:
             proc.kill()
         _reap_group(proc.pid)
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
+    """`kepu run` for one test."""
+    with kepu_run(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def live_module(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, dict[str, str], Path]]:
+    """`kepu run` shared by the tests of one module (they build one world and only read it)."""
+    with kepu_run(tmp_path_factory.mktemp("live")) as running:
+        yield running
+
+
+# --- the browser: Debian's chromium driven by Playwright (no browser download) ----------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+PASSWORD = "correct-horse-1"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def login(browser: Any, base: str, username: str, **context: Any) -> Any:
+    """A new browser context signed in as ``username`` (Chinese UI unless told otherwise)."""
+    context.setdefault("locale", "zh-CN")
+    page = browser.new_context(**context).new_page()
+    page.goto(f"{base}/login")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_load_state()
+    assert "/login" not in page.url, page.content()
+    return page
+
+
+def shot(page: Any, name: str, *, full_page: bool = True) -> Path:
+    """Save a screenshot as a test artefact (test-artifacts/<name>.png)."""
+    path = ARTIFACTS / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
 
 
 def _reap_group(pgid: int) -> None:

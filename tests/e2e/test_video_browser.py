@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import run_kepu
-from tests.e2e.test_browser import PASSWORD, _login, _shot, browser  # noqa: F401  (fixture)
+from tests.e2e.conftest import PASSWORD, login, shot
 from tests.media_files import SRT, plain_video
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 def test_upload_video_then_seek_to_the_finding(
     live: tuple[str, dict[str, str], Path],
-    browser: Any,  # noqa: F811
+    browser: Any,
     tmp_path: Path,
 ) -> None:
     base, env, _log = live
@@ -31,7 +31,7 @@ def test_upload_video_then_seek_to_the_finding(
     srt = tmp_path / "节目.srt"
     srt.write_bytes(SRT.encode("gbk"))
 
-    editor = _login(browser, base, "ved")
+    editor = login(browser, base, "ved")
     editor.get_by_role("link", name="上传视频").first.click()
     editor.get_by_label("标题").fill("健康节目：饮水常识")
     editor.get_by_label("视频简介").fill("本期节目介绍饮水常识。")
@@ -55,6 +55,6 @@ def test_upload_video_then_seek_to_the_finding(
     editor.wait_for_function("document.getElementById('video').readyState >= 1")
     seek.click()
     editor.wait_for_function("document.getElementById('video').currentTime >= 3.0")
-    _shot(editor, "video-item")
+    shot(editor, "video-item")
     editor.goto(f"{base}/items")
     assert editor.locator("img.thumb").count() == 1
