@@ -28,7 +28,8 @@ PASSWORD = "correct-horse-1"
 
 
 def test_markdown_renders_commonmark_with_tables() -> None:
-    html = str(render_markdown("# 标题\n\n**加粗** *斜体*\n\n- 一\n- 二\n\n| 甲 | 乙 |\n|---|---|\n| 1 | 2 |"))
+    source = "# 标题\n\n**加粗** *斜体*\n\n- 一\n- 二\n\n| 甲 | 乙 |\n|---|---|\n| 1 | 2 |"
+    html = str(render_markdown(source))
     assert "<h1>标题</h1>" in html
     assert "<strong>加粗</strong>" in html and "<em>斜体</em>" in html
     assert "<li>一</li>" in html and "<td>1</td>" in html
@@ -78,9 +79,9 @@ def test_dangerous_links_are_not_links(link: str) -> None:
 
 
 def test_links_get_rel_and_images_become_links() -> None:
-    html = str(render_markdown('[科协](https://kx.example/a?b=1 "官网") ![示意图](/export/audit.csv)'))
+    html = str(render_markdown('[科协](https://kx.example/a "官网") ![示意图](/export/audit.csv)'))
     assert (
-        '<a href="https://kx.example/a?b=1" title="官网" rel="noopener noreferrer nofollow">科协</a>'
+        '<a href="https://kx.example/a" title="官网" rel="noopener noreferrer nofollow">科协</a>'
         in html
     )
     assert "<img" not in html
@@ -250,9 +251,7 @@ def test_status_reports_screening_progress_findings_and_reviews(
     assert english["state_label"] == "Under expert review"
 
 
-def test_batch_status_leaves_out_what_the_user_may_not_see(
-    app: Any, world: dict[str, Any]
-) -> None:
+def test_batch_status_leaves_out_what_the_user_may_not_see(app: Any, world: dict[str, Any]) -> None:
     ids = f"id={world['flagged']}&id={world['pending']}&id=999999"
     owner = _login(app, world["users"]["owner"]).get(f"/items/status.json?{ids}")
     assert sorted(s["id"] for s in owner.json["items"]) == sorted(
@@ -287,7 +286,7 @@ def test_item_page_renders_markdown_safely_and_keeps_the_marked_source(
     # The source with the findings marked, offsets into the stored text.
     assert re.search(r'<mark class="sev-\w+" title="[^"]*" id="f\d+">', html)
     assert "## 小标题" in html
-    assert 'data-status-url="/items/%d/status.json"' % item_id in html
+    assert f'data-status-url="/items/{item_id}/status.json"' in html
 
 
 def test_preview_renders_with_csrf_and_refuses_bad_input(app: Any, world: dict[str, Any]) -> None:
