@@ -100,6 +100,11 @@ def test_editor_follows_screening_live_and_revises_beside_the_findings(
     assert editor.locator(".article h2").inner_text() == "健康提示"  # rendered Markdown
     editor.evaluate("window.kepuSamePage = 'not reloaded'")
     _shot(editor, "editor-live-screening")
+    listing = editor.context.new_page()
+    listing.goto(f"{base}/items")
+    row = f"#item-list tr[data-item-id='{item_id}']"
+    assert listing.locator(f"{row} [data-live='progress']").is_visible()
+    listing.evaluate("window.kepuSamePage = 'not reloaded'")
 
     # A real worker screens it; the open page follows without being reloaded.
     worker = Worker(env, instance)
@@ -119,6 +124,20 @@ def test_editor_follows_screening_live_and_revises_beside_the_findings(
         notice = editor.locator("#live-status [data-live='notice']")
         assert notice.is_visible() and "稿件状态已更新" in notice.inner_text()
         _shot(editor, "editor-live-screened")
+        # The item list follows too: badge, findings count, progress, and a reload notice.
+        listing.wait_for_function(
+            f"() => Number(document.querySelector(\"{row} [data-live='findings']\")"
+            ".textContent) > 0"
+        )
+        assert listing.locator(f"{row} [data-live='state']").inner_text() in (
+            "疑似问题待审",
+            "专家审核中",
+        )
+        assert listing.locator(f"{row} [data-live='progress']").is_hidden()
+        assert listing.locator("#list-notice").is_visible()
+        assert listing.evaluate("window.kepuSamePage") == "not reloaded"
+        _shot(listing, "editor-live-list")
+        listing.close()
 
         # Both experts decide; the page's badge follows again, still without a reload.
         _decide(base, tokens["ex"], item_id, {
