@@ -15,7 +15,10 @@
         timer = null;
         tick().then(function (more) {
           if (more === false) { stopped = true; } else { schedule(); }
-        }, schedule);
+        }, function (error) {
+          // Signed out, or the item is gone from view: stop; a network hiccup: try again.
+          if (error && error.status >= 400 && error.status < 500) { stopped = true; } else { schedule(); }
+        });
       }, EVERY_MS);
     }
     document.addEventListener("visibilitychange", function () {
@@ -35,7 +38,11 @@
       cache: "no-store",
       headers: { "Accept": "application/json" }
     }).then(function (response) {
-      if (!response.ok) { throw new Error("status " + response.status); }
+      if (!response.ok) {
+        var error = new Error("status " + response.status);
+        error.status = response.status;
+        throw error;
+      }
       return response.json();
     });
   }
