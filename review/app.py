@@ -44,7 +44,8 @@ HTTP_MESSAGES = {
 
 
 def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.is_json
+    # Pages' own JSON endpoints (live status, Markdown preview) end in ".json".
+    return request.path.startswith("/api/") or request.is_json or request.path.endswith(".json")
 
 
 def error_response(status: int, code: str, message: Any, **extra: Any) -> Any:

@@ -138,6 +138,25 @@ def init_app(app: Flask) -> None:
     )
 
 
+#: The screening context of a finding (rules.CONTEXTS) in plain words.
+CONTEXT_LABELS = {
+    "debunk_document": N_("辟谣类文章"),
+    "refutation": N_("正在反驳这一说法"),
+    "negation": N_("否定语境"),
+    "question": N_("以提问方式出现"),
+    "attribution": N_("转述他人说法"),
+    "hedged": N_("措辞留有余地"),
+    "sourced": N_("注明了来源的报道"),
+}
+
+#: An expert's verdict on one finding (expert_pool.operations.VERDICTS).
+VERDICT_LABELS = {
+    "confirmed": N_("属实"),
+    "false_positive": N_("误报"),
+    "uncertain": N_("不确定"),
+}
+
+
 # --- labels defined elsewhere, translated when shown -------------------------------------------
 # Kept literal (extraction reads source, and review/ may not import expert_pool); the test
 # compares them with review.lifecycle.STATE_LABELS, review.models.ROLE_LABELS / DECISION_LABELS,

@@ -39,18 +39,31 @@ from review.auth import (
     user_for_session,
 )
 from review.db import db, utcnow
+from review.diffing import diff_html
 from review.errors import DomainError, Forbidden, InvalidInput, NotFound
-from review.i18n import N_
+from review.i18n import (
+    CONTEXT_LABELS,
+    N_,
+    VERDICT_LABELS,
+    chosen_language,
+    risk_label,
+    translate,
+)
 from review.lifecycle import ItemState
-from review.models import CATEGORY_FOR_EXPERT, Item, ItemKind, Role, Unit, User, Version
+from review.models import CATEGORY_FOR_EXPERT, Decision, Item, ItemKind, Role, Unit, User, Version
+from review.rendering import field_text, render_markdown, textarea_offset
 from review.search import search_items
 from review.web import (
     LOCAL_TZ,
+    WAITING_STATES,
     accept_video_upload,
+    can_see_item,
     deadlines,
     item_assignments,
     item_decisions,
+    item_status,
     latest_publication,
+    latest_screened_version,
     load_assignment,
     load_item,
     parse_time,
@@ -59,9 +72,10 @@ from review.web import (
     require_role,
     roles_required,
     signer,
+    text_findings,
     video_asset,
 )
-from rules import CATEGORIES, DOMAINS, LEVELS
+from rules import CATEGORIES, DOMAINS, LEVELS, load_default_ruleset
 
 bp = Blueprint("web", __name__)
 
@@ -77,7 +91,7 @@ def _load_user(session_id: str) -> User | None:
 
 @login_manager.unauthorized_handler
 def _unauthorized() -> Any:
-    if request.path.startswith("/api/") or request.is_json:
+    if request.path.startswith("/api/") or request.is_json or request.path.endswith(".json"):
         return jsonify({"error": "unauthorized", "message": gettext("请先登录")}), 401
     return redirect(
         url_for("web.login", next=request.full_path if request.method == "GET" else None)
@@ -186,6 +200,7 @@ def items() -> Any:
         state=state,
         domain=domain,
         domains=DOMAINS,
+        waiting=[state.value for state in WAITING_STATES],
     )
 
 
@@ -232,10 +247,13 @@ def item_detail(item_id: int) -> Any:
         pieces=highlight(version.body, report.findings if report else [], "body")
         if version
         else [],
+        article_html=render_markdown(version.body) if version else None,
+        history=_version_history(item),
         assignments=item_assignments(item),
         decisions=item_decisions(item),
         publication=latest_publication(item),
         video=video_context(item, version, report.findings if report else []),
+        status=_status_json(item),
     )
 
 
@@ -385,6 +403,94 @@ def retry_media(item_id: int) -> Any:
     return redirect(url_for("web.item_detail", item_id=item.id))
 
 
+def _version_history(item: Item) -> list[dict[str, Any]]:
+    """Every version, newest first, each after the first with its diff against the one before."""
+    rows: list[dict[str, Any]] = []
+    previous: Version | None = None
+    for version in item.versions:
+        entry: dict[str, Any] = {"version": version, "title_diff": None, "body_diff": None}
+        if previous is not None:
+            entry["title_changed"] = previous.title != version.title
+            entry["body_changed"] = previous.body != version.body
+            entry["title_diff"] = diff_html(previous.title, version.title)
+            entry["body_diff"] = diff_html(previous.body, version.body)
+        rows.append(entry)
+        previous = version
+    return rows[::-1]
+
+
+def _status_json(item: Item) -> dict[str, Any]:
+    """item_status with its labels in the reader's language."""
+    status = item_status(item)
+    status["state_label"] = translate(status["state_label"])
+    status["risk_label"] = risk_label(status["risk_level"]) if status["risk_level"] else None
+    offered = status["assignments"]["offered"]
+    accepted = status["assignments"]["accepted"]
+    completed = status["assignments"]["completed"]
+    parts = []
+    if status["screening"]["pending"]:
+        parts.append(gettext("正在筛查…"))
+    elif offered or accepted:
+        parts.append(
+            gettext(
+                "已邀请 %(offered)s 位专家待接受，%(accepted)s 位正在审核，"
+                "%(completed)s 位已签署结论",
+                offered=offered,
+                accepted=accepted,
+                completed=completed,
+            )
+        )
+    elif item.state is ItemState.flagged and not item.needs_admin:
+        parts.append(gettext("等待分配专家"))
+    if item.needs_admin:
+        parts.append(gettext("等待管理员分配专家"))
+    status["queue_label"] = gettext("；").join(parts)
+    return status
+
+
+@bp.get("/items/<int:item_id>/status.json")
+@login_required
+def item_status_json(item_id: int) -> Any:
+    """An item's live status (read-only), with the item page's visibility rules."""
+    item = load_item(current_user, item_id)
+    response = jsonify(_status_json(item))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+#: The most items one status request may ask about.
+MAX_STATUS_IDS = 100
+
+
+@bp.get("/items/status.json")
+@login_required
+def items_status_json() -> Any:
+    """Live status of several items (``?id=1&id=2``); items the user may not see are left out."""
+    ids = request.args.getlist("id", type=int)
+    if len(ids) > MAX_STATUS_IDS:
+        raise InvalidInput(
+            gettext("一次最多查询 %(count)s 篇稿件的状态", count=MAX_STATUS_IDS), field="id"
+        )
+    rows = db.session.scalars(select(Item).where(Item.id.in_(ids))).all() if ids else []
+    visible = [i for i in rows if can_see_item(current_user, i)]
+    response = jsonify({"items": [_status_json(i) for i in sorted(visible, key=lambda i: i.id)]})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/items/preview.json")
+@login_required
+@roles_required(Role.editor)
+def preview_markdown() -> Any:
+    """Render the Markdown an editor is writing, as the item page will show it (saves nothing)."""
+    source = ops.clean_text(
+        request.form.get("body", ""), gettext("正文"), max_chars=ops.MAX_BODY_CHARS
+    )
+    response = jsonify({"html": str(render_markdown(source))})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.route("/items/<int:item_id>/edit", methods=["GET", "POST"])
 @login_required
 @roles_required(Role.editor)
@@ -403,7 +509,9 @@ def edit_item(item_id: int) -> Any:
         except InvalidInput as exc:
             db.session.rollback()
             flash(exc.message, "error")
-            return render_template("item_form.html", item=item, form=request.form), 400
+            return render_template(
+                "item_form.html", item=item, form=request.form, **_revise_context(item)
+            ), 400
         db.session.commit()
         flash(
             gettext("已保存")
@@ -413,8 +521,58 @@ def edit_item(item_id: int) -> Any:
         )
         return redirect(url_for("web.item_detail", item_id=item.id))
     return render_template(
-        "item_form.html", item=item, form={"title": item.title, "body": item.body}
+        "item_form.html",
+        item=item,
+        form={"title": item.title, "body": item.body},
+        **_revise_context(item),
     )
+
+
+def _rule_title(rule_id: str | None) -> str | None:
+    """The rule's Chinese title (rule packs are Chinese only; English pages show the id)."""
+    if not rule_id or chosen_language() != "zh":
+        return None
+    try:
+        return load_default_ruleset().rule(rule_id).title
+    except KeyError:
+        return None
+
+
+def _revise_context(item: Item) -> dict[str, Any]:
+    """What the editor revises against: the latest screened version's findings (with offsets
+    in the form fields) and the experts' decisions, newest first."""
+    if item.state is ItemState.draft:
+        return {"screened": None, "panel": [], "decisions": []}
+    screened = latest_screened_version(item)
+    decisions: list[Decision] = item_decisions(item)[::-1]
+    verdicts: dict[int, list[tuple[Decision, str]]] = {}
+    for d in decisions:
+        if screened is not None and d.version_id == screened.id:
+            for key, value in d.finding_verdicts.items():
+                if key.isdigit():
+                    verdicts.setdefault(int(key), []).append((d, value))
+    panel = []
+    for f in text_findings(screened):
+        source = screened.title if f.segment == "title" else screened.body  # type: ignore[union-attr]
+        panel.append(
+            {
+                "finding": f,
+                "rule_title": _rule_title(f.rule_id),
+                "severity_label": risk_label(f.severity),
+                "context_label": gettext(CONTEXT_LABELS[f.context])
+                if f.context in CONTEXT_LABELS
+                else f.context,
+                "field": "title" if f.segment == "title" else "body",
+                "start": textarea_offset(source, f.start),
+                "end": textarea_offset(source, f.end),
+                "text": field_text(f.text),
+                "verdicts": [
+                    (d, gettext(VERDICT_LABELS[v]) if v in VERDICT_LABELS else v)
+                    for d, v in verdicts.get(f.id, [])
+                ],
+            }
+        )
+    return {"screened": screened, "panel": panel, "decisions": decisions}
 
 
 def _editor_action(item_id: int, action: str) -> Any:

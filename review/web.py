@@ -17,7 +17,7 @@ from review import policy
 from review.db import db, utcnow
 from review.errors import Forbidden, InvalidInput, NotFound
 from review.lifecycle import ItemState
-from review.models import Decision, Item, MediaAsset, Publication, Role, User
+from review.models import Decision, Finding, Item, MediaAsset, Publication, Role, User, Version
 from review.signing import Signer
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -274,6 +274,76 @@ def video_to_dict(item: Item) -> dict[str, Any]:
             for s in sources
         ],
     }
+
+
+#: States in which the worker or the experts move the item on without the editor; pages poll
+#: an item's status only while it is in one of them.
+WAITING_STATES = frozenset(
+    {ItemState.submitted, ItemState.screening, ItemState.flagged, ItemState.in_review}
+)
+
+
+def latest_screened_version(item: Item) -> Version | None:
+    """The newest version that has a screening report."""
+    return next((v for v in reversed(item.versions) if v.report is not None), None)
+
+
+def text_findings(version: Version | None) -> list[Finding]:
+    """A version's findings on its title and body, in reading order."""
+    if version is None or version.report is None:
+        return []
+    order = {"title": 0, "body": 1}
+    return sorted(
+        (f for f in version.report.findings if f.segment in order),
+        key=lambda f: (order[f.segment], f.start, f.end),
+    )
+
+
+def item_status(item: Item) -> dict[str, Any]:
+    """What the live pages follow: state, screening progress, findings, reviews (labels in
+    Chinese; the web layer translates them)."""
+    version = item.current_version
+    report = version.report if version else None
+    rows = item_assignments(item)
+    current = [a for a in rows if version is not None and a.version_id == version.id]
+    decisions = item_decisions(item)
+    pending = item.state in (ItemState.submitted, ItemState.screening)
+    status: dict[str, Any] = {
+        "id": item.id,
+        "state": item.state.value,
+        "state_label": item.state_label,
+        "terminal": item.state not in WAITING_STATES,
+        "version": version.number if version else None,
+        "screening": {
+            "pending": pending,
+            "attempts": item.screening_attempts,
+            "failed": item.screening_failed,
+        },
+        "risk_level": report.risk_level if report else None,
+        "findings": len(report.findings) if report else 0,
+        "assignments": {
+            "offered": sum(a.state.value == "offered" for a in current),
+            "accepted": sum(a.state.value == "accepted" for a in current),
+            "completed": sum(a.state.value == "completed" for a in current),
+            "reviewers_needed": item.reviewers_needed,
+        },
+        "needs_admin": item.needs_admin,
+        "decisions": len(decisions),
+        "updated_at": item.updated_at.isoformat(),
+    }
+    # Changes when something the page shows beyond the badges changed: the page offers a reload.
+    status["content_key"] = ":".join(
+        str(part)
+        for part in (
+            item.state.value,
+            status["version"],
+            report.id if report else 0,
+            len(decisions),
+            ",".join(f"{a.id}{a.state.value}" for a in rows),
+            int(item.needs_admin),
+        )
+    )
+    return status
 
 
 def latest_publication(item: Item) -> Publication | None:

@@ -30,6 +30,7 @@ PASSWORD = "correct-horse-1"
 EXEMPT = {
     "api.read_notification": "marks the caller's own notification read",
     "web.notifications_read": "marks the caller's own notifications read",
+    "web.preview_markdown": "renders the caller's Markdown as HTML; stores nothing",
     "web.set_language": "the caller's interface language",
 }
 
