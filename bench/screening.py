@@ -5,7 +5,8 @@ in one run — alternating the contenders, several rounds, reporting medians:
   * raw jieba segmentation of the whole corpus (jieba.lcut, the usual baseline);
   * the engine (screen()) with each installed segmenter backend;
   * the engine with 100 / 1,000 / 10,000 generated rules added to the real packs;
-  * whole processes: `python -m rules scan FILE` against `jieba.lcut` of the same file;
+  * whole processes: `kepu rules scan FILE` (one process, and one per CPU) against
+    `jieba.lcut` of the same file;
   * the resident memory of a process with the engine loaded.
 It prints characters per second and the ratios, and checks that the backends give identical
 findings. Nothing here is asserted as a timing test.
@@ -14,6 +15,7 @@ findings. Nothing here is asserted as a timing test.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
 import shutil
@@ -226,19 +228,24 @@ def measure(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[st
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def process_time(argv: list[str], rounds: int) -> tuple[float, float]:
-    """Median wall time and median CPU time (user + system) of a whole process — start-up,
-    dictionary load and work. CPU time is the steadier figure on a shared machine."""
-    walls: list[float] = []
-    cpus: list[float] = []
+def process_times(contenders: dict[str, list[str]], rounds: int) -> dict[str, tuple[float, float]]:
+    """Median wall time and median CPU time (user + system, forked children included) of
+    whole processes — start-up, dictionary load and work — run alternately, round by round,
+    so a change in the machine's load touches every contender alike. CPU time is the
+    steadier figure on a shared machine."""
+    walls: dict[str, list[float]] = {name: [] for name in contenders}
+    cpus: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(rounds):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-        walls.append(time.perf_counter() - start)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
-    return statistics.median(walls), statistics.median(cpus)
+        for name, argv in contenders.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+            walls[name].append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus[name].append(
+                (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            )
+    return {n: (statistics.median(walls[n]), statistics.median(cpus[n])) for n in contenders}
 
 
 MEMORY_PROBE = """
@@ -320,15 +327,21 @@ def main() -> int:
             "jieba.lcut(open(sys.argv[1], encoding='utf-8').read())",
             str(big),
         ]
-        scan_proc = [sys.executable, "-m", "rules", "scan", str(big), "--summary"]
-        runs = max(1, args.rounds - 1)
-        j_wall, j_cpu = process_time(jieba_proc, runs)
-        s_wall, s_cpu = process_time(scan_proc, runs)
-        print(f"\nwhole processes on a {size / 1e6:.1f} MB file ({file_chars:,} characters)")
-        print(f"  {'':34}{'wall':>9}{'cpu':>11}")
-        print(f"  {'python -c jieba.lcut(file)':34}{j_wall:8.2f}s{j_cpu:10.2f}s")
-        print(f"  {'python -m rules scan FILE':34}{s_wall:8.2f}s{s_cpu:10.2f}s")
-        print(f"  {'ratio jieba / scan':34}{j_wall / s_wall:8.2f}x{j_cpu / s_cpu:10.2f}x")
+        kepu = str(Path(sys.executable).parent / "kepu")
+        cpus_here = os.cpu_count() or 1
+        scan = [kepu, "rules", "scan", str(big), "--summary"]
+        contenders = {
+            "python -c jieba.lcut(file)": jieba_proc,
+            "kepu rules scan FILE --jobs 1": [*scan, "--jobs", "1"],
+            f"kepu rules scan FILE ({cpus_here} CPUs)": scan,
+        }
+        times = process_times(contenders, max(1, args.rounds))
+        print(f"\nwhole processes on a {size / 1e6:.1f} MB file ({file_chars:,} characters),")
+        print(f"alternating, median of {max(1, args.rounds)} rounds")
+        print(f"  {'':38}{'wall':>9}{'cpu':>11}{'jieba/this wall':>17}{'cpu':>7}")
+        j_wall, j_cpu = times["python -c jieba.lcut(file)"]
+        for name, (wall, cpu) in times.items():
+            print(f"  {name:38}{wall:8.2f}s{cpu:10.2f}s{j_wall / wall:16.2f}x{j_cpu / cpu:6.2f}x")
 
     for backend in backends:
         out = subprocess.run(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import format_scan, load_default_ruleset, run_examples, screen, segments_from_text
@@ -22,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     scan.add_argument("--json", action="store_true")
     scan.add_argument("--segmenter", default="auto")
     scan.add_argument("--summary", action="store_true", help="print only level and counts")
+    scan.add_argument(
+        "--jobs", type=int, default=0, help="processes for a large text (0 = one per CPU)"
+    )
     sub.add_parser("test", help="run every rule's must_flag / must_pass example")
     args = parser.parse_args(argv)
     ruleset = load_default_ruleset()
@@ -37,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.file, encoding="utf-8", errors="surrogateescape") as fh:
             text = fh.read()
     segments = segments_from_text(text)
-    report = screen(segments, ruleset, segmenter=args.segmenter)
+    jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
+    report = screen(segments, ruleset, segmenter=args.segmenter, jobs=jobs)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
     elif args.summary:

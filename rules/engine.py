@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .context import (
     ATTRIBUTION,
@@ -27,6 +29,9 @@ LEAD_CHARS = 80
 DOCUMENT_WEIGHT_LIMIT = 3
 NEAR_NEGATION = 10
 MAX_COMBINATIONS = 400
+# Below this many characters a version is screened in one process even when jobs > 1: forking
+# costs more than it saves.
+PARALLEL_MIN_CHARS = 200_000
 OVERLAP_FACTOR = 0.25
 MAX_FINDINGS_PER_RULE = 20
 # Document-level signals (debunk cues, domain keywords) are read from the first part of very
@@ -445,26 +450,37 @@ def screen(
     *,
     thresholds: Thresholds | None = None,
     segmenter: str = "auto",
+    jobs: int = 1,
 ) -> Report:
-    """Screen a version's segments and return findings, risk, domains and ruleset version."""
+    """Screen a version's segments and return findings, risk, domains and ruleset version.
+
+    `jobs` > 1 screens the segments of a large text (at least PARALLEL_MIN_CHARS characters)
+    in that many forked processes; the decisions that need the whole text (debunk document,
+    claims rebutted elsewhere, a named source) are still taken once, over all of it, so the
+    report is the same as with one process."""
     _validate(segments)
     th = thresholds or Thresholds()
     seg = ruleset.segmenter(segmenter)
     norms: list[Normalised] = normalise_many([s.text for s in segments])
     kinds = [s.kind for s in segments]
     split = heading_split(segments[0].text, norms[0]) if norms and "title" not in kinds else None
-    debunk_doc = document_is_debunk([n.text for n in norms], kinds, ruleset, split)
-    hits: list[_Hit] = []
-    for si, norm in enumerate(norms):
-        following = norms[si + 1].text if si + 1 < len(norms) else ""
-        hits.extend(_screen_segment(si, norm.text, following, ruleset, seg, debunk_doc))
+    texts = [n.text for n in norms]
+    debunk_doc = document_is_debunk(texts, kinds, ruleset, split)
+    if jobs > 1 and len(texts) > 1 and sum(map(len, texts)) >= PARALLEL_MIN_CHARS:
+        hits = _parallel_hits(texts, ruleset, seg, debunk_doc, jobs)
+    else:
+        hits = _hits(range(len(texts)), texts, ruleset, seg, debunk_doc)
     # A claim the same text refutes or negates elsewhere is being discussed, not asserted.
     rebutted = {h.rule.id for h in hits if h.context in ("refutation", "negation")}
+    sourced: dict[str, bool] = {}
     for hit in hits:
         if hit.rule.id in rebutted and hit.context not in _CANCELLING:
             hit.context = "refutation"
-        elif hit.context not in _CANCELLING and _names_source(hit.rule, norms):
-            hit.context = "sourced"
+        elif hit.context not in _CANCELLING and hit.rule.exclude_document:
+            if hit.rule.id not in sourced:
+                sourced[hit.rule.id] = _names_source(hit.rule, norms)
+            if sourced[hit.rule.id]:
+                hit.context = "sourced"
     counted: list[Finding] = []
     suppressed: list[Finding] = []
     for hit in hits:
@@ -483,6 +499,65 @@ def screen(
         suppressed=tuple(suppressed),
         document_context="debunk_document" if debunk_doc else None,
     )
+
+
+def _hits(
+    indices: Sequence[int],
+    texts: Sequence[str],
+    ruleset: Ruleset,
+    seg: Segmenter,
+    debunk_doc: bool,
+) -> list[_Hit]:
+    hits: list[_Hit] = []
+    for si in indices:
+        following = texts[si + 1] if si + 1 < len(texts) else ""
+        hits.extend(_screen_segment(si, texts[si], following, ruleset, seg, debunk_doc))
+    return hits
+
+
+# What forked children screen: set by the parent just before it forks, read by the children.
+_FORK_STATE: tuple[Sequence[str], Ruleset, Segmenter, bool] | None = None
+
+
+def _child_hits(indices: Sequence[int]) -> list[tuple[int, int, int, int, str | None]]:
+    """In a forked child: the hits of some segments, with rules as indexes (cheap to send)."""
+    assert _FORK_STATE is not None
+    texts, ruleset, seg, debunk_doc = _FORK_STATE
+    position = {id(rule): i for i, rule in enumerate(ruleset.rules)}
+    return [
+        (position[id(h.rule)], h.segment, h.start, h.end, h.context)
+        for h in _hits(indices, texts, ruleset, seg, debunk_doc)
+    ]
+
+
+def _parallel_hits(
+    texts: Sequence[str], ruleset: Ruleset, seg: Segmenter, debunk_doc: bool, jobs: int
+) -> list[_Hit]:
+    """_hits over all segments, split into chunks of similar size screened by forked
+    processes. Without fork (not Linux/macOS), one process does it all."""
+    global _FORK_STATE
+    try:
+        context: Any = multiprocessing.get_context("fork")
+    except ValueError:  # pragma: no cover - platforms without fork
+        return _hits(range(len(texts)), texts, ruleset, seg, debunk_doc)
+    total = sum(map(len, texts))
+    target = max(1, total // (jobs * 4))
+    chunks: list[list[int]] = [[]]
+    size = 0
+    for si, text in enumerate(texts):
+        if size >= target:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(si)
+        size += len(text)
+    _FORK_STATE = (texts, ruleset, seg, debunk_doc)
+    try:
+        with context.Pool(min(jobs, len(chunks))) as pool:
+            parts = pool.map(_child_hits, chunks, chunksize=1)
+    finally:
+        _FORK_STATE = None
+    rules = ruleset.rules
+    return [_Hit(rules[ri], si, a, b, ctx) for part in parts for ri, si, a, b, ctx in part]
 
 
 def _names_source(rule: Rule, norms: Sequence[Normalised]) -> bool:

@@ -1,0 +1,51 @@
+"""screen(jobs=N) on a large text gives exactly the report of one process."""
+
+from __future__ import annotations
+
+import pytest
+
+import rules
+from rules.engine import PARALLEL_MIN_CHARS
+
+PARAGRAPHS = [
+    "周末我们在科技馆参观了天文展览，大家都很有收获。",
+    "喝小分子水可以治疗糖尿病，效果百分之百。",
+    "听说城西已经爆发疫情了，大家这几天别出门。",
+    "规律作息、均衡饮食有助于健康。",
+    "每天吃三瓣生大蒜就能根治高血压，再也不用吃药。",
+]
+
+
+def _big(with_source: bool) -> list[rules.Segment]:
+    segments = [rules.Segment("title", "生活里的健康知识")]
+    size = 0
+    i = 0
+    while size < PARALLEL_MIN_CHARS * 1.2:
+        text = PARAGRAPHS[i % len(PARAGRAPHS)] * 3
+        segments.append(rules.Segment("body", text))
+        size += len(text)
+        i += 1
+    # One rebuttal, far from the lead: only that claim counts as discussed.
+    segments.append(rules.Segment("body", "网传喝醋能软化血管，这是谣言，没有科学依据。"))
+    if with_source:  # the last paragraph names a source: every event hit becomes "sourced"
+        segments.append(rules.Segment("body", "（记者从市卫健委获悉）"))
+    return segments
+
+
+@pytest.mark.parametrize("with_source", [False, True])
+def test_parallel_report_equals_serial(with_source: bool) -> None:
+    ruleset = rules.load_default_ruleset()
+    segments = _big(with_source)
+    serial = rules.screen(segments, ruleset)
+    parallel = rules.screen(segments, ruleset, jobs=3)
+    assert parallel == serial
+    assert serial.findings, "the text holds claims"
+    contexts = {f.context for f in serial.suppressed}
+    assert "refutation" in contexts
+    assert ("sourced" in contexts) is with_source
+
+
+def test_small_texts_stay_in_one_process() -> None:
+    ruleset = rules.load_default_ruleset()
+    segments = [rules.Segment("body", PARAGRAPHS[1])]
+    assert rules.screen(segments, ruleset, jobs=4) == rules.screen(segments, ruleset)
