@@ -135,7 +135,16 @@ def init_app(app: Flask) -> None:
         language_links=language_links,
         risk_label=risk_label,
         state_label=state_label,
+        context_label=context_label,
     )
+
+
+def context_label(context: str | None) -> str:
+    """A finding's screening context (rules.CONTEXTS) in the reader's language."""
+    if not context:
+        return ""
+    label = CONTEXT_LABELS.get(context)
+    return str(gettext(label)) if label else context
 
 
 #: The screening context of a finding (rules.CONTEXTS) in plain words.

@@ -15,6 +15,7 @@ from review.db import db, utcnow
 from review.errors import Conflict, Forbidden, InvalidInput
 from review.lifecycle import Action, ItemState, next_state
 from review.models import (
+    CATEGORY_FOR_EXPERT,
     Decision,
     DecisionKind,
     Finding,
@@ -551,3 +552,88 @@ def get_or_create_unit(name: str, *, actor: Any, kind: str = "media") -> Unit:
             data={"name": name},
         )
     return unit
+
+
+def source_offset(text: str, shown_index: int) -> int:
+    """The offset into stored ``text`` of a code-point offset into the text as a page shows
+    it, where every line break (``\r\n`` as forms post it, or ``\r``) is one ``\n``."""
+    shown = 0
+    i = 0
+    while i < len(text) and shown < shown_index:
+        i += 2 if text.startswith("\r\n", i) else 1
+        shown += 1
+    return i
+
+
+#: Severities an expert may give a finding the rules missed.
+EXPERT_SEVERITIES = ("low", "medium", "high", "critical")
+
+
+def add_text_finding(
+    version: Version,
+    *,
+    segment: object,
+    start: object,
+    end: object,
+    note: object,
+    severity: object,
+    actor: User,
+) -> Finding:
+    """An expert marks a passage of the title or body as a finding the rules missed.
+
+    Offsets are code points into the version's stored text (what the page shows); the
+    finding keeps the marked text, so a later version does not change what was marked."""
+    if segment not in ("title", "body"):
+        raise InvalidInput("只能在标题或正文中标记", field="segment", code="invalid_segment")
+    source = version.title if segment == "title" else version.body
+    try:
+        a, b = int(str(start)), int(str(end))
+    except ValueError:
+        raise InvalidInput(
+            "请先在文中选中要标记的文字", field="start", code="no_selection"
+        ) from None
+    shown = source.replace("\r\n", "\n").replace("\r", "\n")
+    if not 0 <= a < b <= len(shown):
+        raise InvalidInput("选中的范围超出了文本", field="start", code="invalid_range")
+    a, b = source_offset(source, a), source_offset(source, b)
+    if not 0 <= a < b <= len(source):
+        raise InvalidInput("选中的范围超出了文本", field="start", code="invalid_range")
+    if not source[a:b].strip():
+        raise InvalidInput("选中的只是空白，请重新选择", field="start", code="blank_selection")
+    if severity not in EXPERT_SEVERITIES:
+        raise InvalidInput("请选择严重度", field="severity", code="invalid_severity")
+    text = clean_text(note, "说明", max_chars=2000, required=True)
+    report = version.report
+    finding = Finding(
+        report_id=report.id if report else None,
+        version_id=version.id,
+        rule_id=None,
+        rule_version=None,
+        category=CATEGORY_FOR_EXPERT,
+        severity=str(severity),
+        segment=str(segment),
+        start=a,
+        end=b,
+        text=source[a:b],
+        explanation=text,
+        context=None,
+        score=0.0,
+        added_by_id=actor.id,
+    )
+    db.session.add(finding)
+    db.session.flush()
+    record_event(
+        "finding.added",
+        actor=actor,
+        subject_type="item",
+        subject_id=version.item_id,
+        data={
+            "version": version.number,
+            "finding": finding.id,
+            "segment": segment,
+            "start": a,
+            "end": b,
+            "severity": severity,
+        },
+    )
+    return finding

@@ -739,6 +739,33 @@ def add_video_finding(assignment_id: int) -> Any:
     return redirect(url_for("web.review_page", assignment_id=assignment.id))
 
 
+@bp.post("/assignments/<int:assignment_id>/text-findings")
+@login_required
+@roles_required(Role.expert)
+def add_text_finding(assignment_id: int) -> Any:
+    """The expert marks a passage of the text (selected on the review page) as a new finding."""
+    assignment = load_assignment(current_user, assignment_id)
+    if not assignment.is_open or assignment.state.value != "accepted":
+        raise Forbidden(gettext("请先接受审核任务，再标记新发现"))
+    try:
+        ops.add_text_finding(
+            assignment.version,
+            segment=request.form.get("segment"),
+            start=request.form.get("start"),
+            end=request.form.get("end"),
+            note=request.form.get("note"),
+            severity=request.form.get("severity"),
+            actor=current_user,
+        )
+    except InvalidInput as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("web.review_page", assignment_id=assignment.id)), 303
+    db.session.commit()
+    flash(gettext("已把选中的文字标为新发现"), "info")
+    return redirect(url_for("web.review_page", assignment_id=assignment.id))
+
+
 @bp.post("/assignments/<int:assignment_id>/accept")
 @login_required
 @roles_required(Role.expert)

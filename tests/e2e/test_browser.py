@@ -43,6 +43,41 @@ def _wait_for_state(page: Any, label: str, *, attempts: int = 90) -> None:
     raise AssertionError(f"item never reached {label}: {page.content()}")
 
 
+_SELECT = """(passage) => {
+  const box = document.querySelector('.text[data-segment=body]');
+  const walker = document.createTreeWalker(box, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const i = node.data.indexOf(passage);
+    if (i >= 0) {
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + passage.length);
+      const sel = getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
+      return true;
+    }
+  }
+  return false;
+}"""
+
+
+def _mark_passage(expert: Any, passage: str) -> None:
+    """The expert selects a passage the rules missed and marks it as a new finding."""
+    form = expert.locator("#mark-text")
+    assert form.get_by_role("button", name="添加发现").is_disabled()
+    assert expert.evaluate(_SELECT, passage)
+    expert.wait_for_function("!document.querySelector('#mark-text [data-role=submit]').disabled")
+    assert form.locator("[data-role=selected]").inner_text() == passage
+    form.get_by_label("严重度").select_option("high")
+    form.get_by_label("说明").fill("生吃大蒜“消除肿瘤”没有证据")  # focus moves; the mark stays
+    form.get_by_role("button", name="添加发现").click()
+    expert.wait_for_load_state()
+    assert "已把选中的文字标为新发现" in expert.content()
+    assert expert.locator(".text mark.sev-high", has_text=passage).count() == 1
+    assert expert.locator("ol.findings li", has_text="专家标记").count() == 1
+
+
 def _open_offer(browser: Any, base: str, username: str) -> Any | None:
     """Sign in as ``username``; open its offered task, or None when it has none."""
     expert = login(browser, base, username)
@@ -97,6 +132,8 @@ def test_editor_expert_auditor_in_the_browser(
         expert.wait_for_load_state()
         assert "已接受审核任务" in expert.content()
         shot(expert, f"expert-review-page-{username}")
+        if username == "ex":
+            _mark_passage(expert, "坚持每天生吃三瓣大蒜")
         expert.get_by_label(decision, exact=True).check()
         expert.get_by_label("审核意见（驳回、要求修改时必填）").fill(comment)
         if decision == "驳回":

@@ -279,6 +279,22 @@ CASES = [
         web=True,
     ),
     Case(
+        "web.add_text_finding",
+        "expert1",
+        lambda w: (
+            w.text_review(),  # type: ignore[attr-defined]
+            {
+                "segment": "body",
+                "start": "0",
+                "end": "4",
+                "severity": "high",
+                "note": "专家认为这里夸大了疗效",
+            },
+        ),
+        "finding.added",
+        web=True,
+    ),
+    Case(
         "web.edit_item",
         "editor",
         lambda w: (f"/items/{w.item('draft')}/edit", {"title": "改", "body": "改"}),
@@ -494,6 +510,19 @@ def _video_review(self: World) -> str:
 
 World.failed_video = _failed_video  # type: ignore[attr-defined]
 World.video_review = _video_review  # type: ignore[attr-defined]
+
+
+def _text_review(self: World) -> str:
+    """An accepted review of a flagged article; returns the URL that marks a passage."""
+    item_id = self.item("in_review")
+    assignment = self.assignment_of(item_id)
+    self.app.test_client().post(
+        f"/api/v1/assignments/{assignment}/accept", headers=self.tokens["expert1"]
+    )
+    return f"/assignments/{assignment}/text-findings"
+
+
+World.text_review = _text_review  # type: ignore[attr-defined]
 
 
 def _late_expert(self: World) -> Any:
