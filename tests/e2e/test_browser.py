@@ -169,6 +169,14 @@ def test_editor_expert_auditor_in_the_browser(
     assert len(offered) == 1, "the medium-risk revision needs exactly one reviewer"
     expert = offered[0]
     assert "第 2 版" in expert.locator("main .meta").first.inner_text()
+    # Earlier versions and the diff are one click away; then back to the review.
+    review_url = expert.url
+    expert.get_by_role("link", name="查看此前 1 个版本及与上一版的差异").click()
+    expert.wait_for_load_state()
+    assert (
+        expert.locator("#versions del").count() > 0 and expert.locator("#versions ins").count() > 0
+    )
+    expert.goto(review_url)
     expert.get_by_role("button", name="接受任务").click()
     expert.wait_for_load_state()
     expert.get_by_label("通过", exact=True).check()
