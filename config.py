@@ -85,6 +85,9 @@ def load() -> dict[str, object]:
         "MAX_SUBTITLE_BYTES": _env_int("MAX_SUBTITLE_BYTES", 5 * 1024 * 1024),
         # Burned-in subtitles: frames sampled per second for OCR (0 switches OCR off).
         "OCR_FPS": _env_float("OCR_FPS", 1.0),
+        # At most this many frames per video: a longer video is sampled less often, so OCR
+        # stays inside the media task's time limit (workers.config.MEDIA_TIME_LIMIT).
+        "OCR_MAX_FRAMES": _env_int("OCR_MAX_FRAMES", 7200),
         "MEDIA_MAX_ATTEMPTS": _env_int("MEDIA_MAX_ATTEMPTS", 3),
         "FFMPEG": _env("FFMPEG", "ffmpeg"),
         "FFPROBE": _env("FFPROBE", "ffprobe"),

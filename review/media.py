@@ -482,3 +482,13 @@ def sample_frames(
         proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def ocr_rate(fps: float, duration: float, max_frames: int) -> float:
+    """Frames per second to read for OCR: ``fps``, lowered for a long video so that at most
+    ``max_frames`` frames are read (0 = OCR off)."""
+    if fps <= 0 or max_frames <= 0:
+        return 0.0
+    if duration <= 0:
+        return fps
+    return min(fps, max_frames / duration)

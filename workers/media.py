@@ -150,7 +150,11 @@ def run_subtitles(version: Version, asset: MediaAsset, job: MediaJob) -> dict[st
 
 def run_ocr(version: Version, asset: MediaAsset, job: MediaJob) -> dict[str, Any]:
     """Read burned-in subtitles from frames sampled in the bottom third of the picture."""
-    fps = float(current_app.config["OCR_FPS"])
+    fps = media.ocr_rate(
+        float(current_app.config["OCR_FPS"]),
+        asset.duration,
+        int(current_app.config["OCR_MAX_FRAMES"]),
+    )
     if fps <= 0:
         return {"skipped": "KEPU_OCR_FPS=0"}
     path = str(media_folder() / asset.file_name)
@@ -178,7 +182,7 @@ def run_ocr(version: Version, asset: MediaAsset, job: MediaJob) -> dict[str, Any
                 item_id=version.item_id,
                 version_id=version.id,
                 kind=SubtitleKind.ocr,
-                label=f"{fps:g} fps",
+                label=f"{fps:.3g} fps",
                 format="ocr",
                 encoding=None,
                 sha256=hashlib.sha256(blob).hexdigest(),
@@ -186,7 +190,12 @@ def run_ocr(version: Version, asset: MediaAsset, job: MediaJob) -> dict[str, Any
             )
         )
     _replace_sources(version, SubtitleKind.ocr, rows)
-    return {**stats, "cues": len(cues), "seconds": round(time.monotonic() - started, 2)}
+    return {
+        **stats,
+        "cues": len(cues),
+        "fps": round(fps, 4),
+        "seconds": round(time.monotonic() - started, 2),
+    }
 
 
 def run_thumbnail(version: Version, asset: MediaAsset, job: MediaJob) -> dict[str, Any]:

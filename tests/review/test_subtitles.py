@@ -74,3 +74,25 @@ def test_ocr_lines_merge_into_cues() -> None:
 
 def test_srt_round_trip() -> None:
     assert parse(to_srt(EXPECTED).encode(), name="r.srt").cues == EXPECTED
+
+
+@pytest.mark.parametrize(
+    ("fps", "duration", "max_frames", "expected"),
+    [
+        (1.0, 60.0, 7200, 1.0),  # a short video: every second
+        (1.0, 4 * 3600.0, 7200, 0.5),  # four hours: every other second, 7,200 frames in all
+        (2.0, 10.0, 4, 0.4),
+        (0.0, 60.0, 7200, 0.0),  # OCR off
+        (1.0, 60.0, 0, 0.0),
+        (1.0, 0.0, 7200, 1.0),  # unknown duration
+    ],
+)
+def test_ocr_rate_keeps_long_videos_inside_the_frame_budget(
+    fps: float, duration: float, max_frames: int, expected: float
+) -> None:
+    from review.media import ocr_rate
+
+    rate = ocr_rate(fps, duration, max_frames)
+    assert rate == pytest.approx(expected)
+    if rate and duration:
+        assert rate * duration <= max_frames + 1e-9
