@@ -16,8 +16,10 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, ScriptInfo, routes_command, shell_command, with_appcontext
 
+from review.rules_cli import rules_group
+
 # The app's modules (SQLAlchemy, Flask extensions) are imported inside the commands that need
-# them, so the pure `kepu rules ...` commands start as fast as `python -m rules`.
+# them. The pure `kepu rules ...` commands do not even import Flask (see review.entry).
 ROLES = ("editor", "expert", "auditor", "admin")
 
 
@@ -39,7 +41,7 @@ class KepuGroup(FlaskGroup):
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """The whole command group (review.entry.main is the console script)."""
     KepuGroup(name="kepu", help="科普信息科学性审查平台 command line.")()
 
 
@@ -377,106 +379,6 @@ def audit_checkpoint() -> None:
     )
     db.session.commit()
     click.echo(row.note, nl=False)
-
-
-# --- rules -------------------------------------------------------------------------------------
-
-
-@click.group("rules")
-def rules_group() -> None:
-    """The screening engine."""
-
-
-@rules_group.command("test")
-def rules_test() -> None:
-    """Run every rule's must-flag and must-pass examples; name each failure."""
-    import rules
-
-    ruleset = rules.load_default_ruleset()
-    failures = rules.run_examples(ruleset)
-    for f in failures:
-        click.echo(f"FAIL {f.rule_id} {f.kind}: {f.text}  ({f.detail})")
-    click.echo(f"{len(ruleset)} rules, {len(failures)} failing examples")
-    if failures:
-        raise SystemExit(1)
-
-
-@rules_group.command("scan")
-@click.argument("source", type=click.File("rb"))
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--summary", is_flag=True, help="Print only the level, score and counts.")
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Processes for a large text (0 = one per CPU); the report is the same.",
-)
-def rules_scan(source: Any, as_json: bool, summary: bool, jobs: int) -> None:
-    """Screen a UTF-8 text file (or - for standard input) and print the findings."""
-    import rules
-
-    raw = source.read()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        _fail("错误：输入不是合法的 UTF-8 文本", 2)
-        return
-    segments = rules.segments_from_text(text)
-    report = rules.screen(
-        segments, rules.load_default_ruleset(), jobs=jobs or (os.cpu_count() or 1)
-    )
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
-    elif summary:
-        click.echo(
-            f"{report.risk_level} {report.risk_score} findings={len(report.findings)}"
-            f" suppressed={len(report.suppressed)}"
-        )
-    else:
-        click.echo(rules.format_scan(report, segments))
-
-
-@rules_group.command("eval")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print only the JSON summary.")
-def rules_eval(path: str, as_json: bool) -> None:
-    """Measure flag rates per label and subset on a JSON-lines file of labelled texts."""
-    import rules
-
-    records = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                _fail(f"错误：第 {number} 行不是合法的 JSON", 2)
-    result = rules.evaluate(records, rules.load_default_ruleset())
-    if as_json:
-        summary = {k: v for k, v in result.items() if k not in ("misses", "false_alarms")}
-        click.echo(json.dumps(summary, ensure_ascii=False))
-        return
-    click.echo(f"rules: {result['rules']}")
-    for label, row in result["by_label"].items():
-        click.echo(
-            f"{label:<11} n={row['n']:<5} flagged={row['flagged']:<5} rate={row['rate']:.1%}"
-        )
-    click.echo("by subset:")
-    for subset, labels in result["by_subset"].items():
-        parts = ", ".join(
-            f"{lb} {r['flagged']}/{r['n']} ({r['rate']:.0%})" for lb, r in labels.items()
-        )
-        click.echo(f"  {subset}: {parts}")
-    click.echo(
-        f"precision={result['precision']:.3f} recall={result['recall']:.3f} f1={result['f1']:.3f}"
-    )
-    for key, title in (("misses", "misses (pseudo not flagged)"), ("false_alarms", "false alarms")):
-        rows = result.get(key) or []
-        click.echo(f"\n{title}: {len(rows)}")
-        for row in rows[:200]:
-            click.echo(f"  - {json.dumps(row, ensure_ascii=False)[:300]}")
 
 
 # --- outbox and housekeeping -------------------------------------------------------------------

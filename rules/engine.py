@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +19,9 @@ from .context import (
     REFUTATION,
 )
 from .model import SEGMENT_KINDS, Finding, Report, Segment, Thresholds
-from .normalize import Normalised, normalise_many
+from .normalize import Normalised, normalise, normalise_many
 from .ruleset import Rule, Ruleset
-from .segmenter import Segmenter
+from .segmenter import Segmenter, resolve_backend
 
 SEVERITY_WEIGHT: dict[str, float] = {"low": 1.0, "medium": 2.0, "high": 3.0, "critical": 5.0}
 MAX_SENTENCE = 400
@@ -140,7 +140,7 @@ _Sentence = tuple[int, int]  # (start, end) offsets of a sentence in normalised 
 class _Hit:
     rule: Rule
     segment: int
-    start: int  # normalised offsets into the segment
+    start: int  # offsets into the segment: normalised while matching, then original
     end: int
     context: str | None
 
@@ -455,39 +455,47 @@ def screen(
     """Screen a version's segments and return findings, risk, domains and ruleset version.
 
     `jobs` > 1 screens the segments of a large text (at least PARALLEL_MIN_CHARS characters)
-    in that many forked processes; the decisions that need the whole text (debunk document,
-    claims rebutted elsewhere, a named source) are still taken once, over all of it, so the
-    report is the same as with one process."""
+    in that many forked processes, which also normalise their own segments; the decisions
+    that need the whole text (debunk document, claims rebutted elsewhere, a named source)
+    are still taken once, over all of it, so the report is the same as with one process."""
     _validate(segments)
     th = thresholds or Thresholds()
-    seg = ruleset.segmenter(segmenter)
-    norms: list[Normalised] = normalise_many([s.text for s in segments])
+    seg = _OnDemand(ruleset, segmenter)
+    raw = [s.text for s in segments]
     kinds = [s.kind for s in segments]
-    split = heading_split(segments[0].text, norms[0]) if norms and "title" not in kinds else None
-    texts = [n.text for n in norms]
-    debunk_doc = document_is_debunk(texts, kinds, ruleset, split)
-    if jobs > 1 and len(texts) > 1 and sum(map(len, texts)) >= PARALLEL_MIN_CHARS:
-        hits = _parallel_hits(texts, ruleset, seg, debunk_doc, jobs)
+    parallel = jobs > 1 and len(raw) > 1 and sum(map(len, raw)) >= PARALLEL_MIN_CHARS
+    if parallel:
+        ruleset.segmenter(seg.name)  # built once here, inherited by the forked processes
+    norms: dict[int, Normalised] = (
+        _document_norms(raw, kinds) if parallel else dict(enumerate(normalise_many(raw)))
+    )
+    # What the document-level decisions read: every text they can reach (the first
+    # DOCUMENT_SCAN_CHARS / DOMAIN_SCAN_CHARS characters, the titles); the rest stays empty.
+    doc_texts = [norms[i].text if i in norms else "" for i in range(len(raw))]
+    split = heading_split(raw[0], norms[0]) if raw and "title" not in kinds else None
+    debunk_doc = document_is_debunk(doc_texts, kinds, ruleset, split)
+    if parallel:
+        hits, sources = _parallel_hits(raw, ruleset, seg, debunk_doc, jobs)
     else:
-        hits = _hits(range(len(texts)), texts, ruleset, seg, debunk_doc)
+        hits = _hits(range(len(raw)), norms, ruleset, seg, debunk_doc)
+        sources = None
     # A claim the same text refutes or negates elsewhere is being discussed, not asserted.
     rebutted = {h.rule.id for h in hits if h.context in ("refutation", "negation")}
-    sourced: dict[str, bool] = {}
     for hit in hits:
         if hit.rule.id in rebutted and hit.context not in _CANCELLING:
             hit.context = "refutation"
         elif hit.context not in _CANCELLING and hit.rule.exclude_document:
-            if hit.rule.id not in sourced:
-                sourced[hit.rule.id] = _names_source(hit.rule, norms)
-            if sourced[hit.rule.id]:
+            if sources is None:
+                sources = _sources(ruleset, [n.text for n in norms.values()])
+            if not sources.isdisjoint(hit.rule.exclude_document):
                 hit.context = "sourced"
     counted: list[Finding] = []
     suppressed: list[Finding] = []
     for hit in hits:
-        finding = _finding(hit, segments, norms)
+        finding = _finding(hit, segments)
         (counted if finding.score > 0 else suppressed).append(finding)
     score = _risk(counted)
-    domains = _domains(norms, ruleset, counted + suppressed)
+    domains = _domains(doc_texts, ruleset, counted + suppressed)
     counted = _cap_per_rule(counted)
     suppressed = _cap_per_rule(suppressed)
     return Report(
@@ -501,71 +509,131 @@ def screen(
     )
 
 
+class _OnDemand:
+    """The ruleset's segmenter for a backend, built on first use: a text whose sentences
+    all stop at the character gate never loads a dictionary (a short scan starts faster)."""
+
+    def __init__(self, ruleset: Ruleset, name: str) -> None:
+        self.name = resolve_backend(name)
+        self._ruleset = ruleset
+        self._built: Segmenter | None = None
+
+    def cut(self, text: str) -> list[str]:
+        if self._built is None:
+            self._built = self._ruleset.segmenter(self.name)
+        return self._built.cut(text)
+
+
+def _document_norms(raw: Sequence[str], kinds: Sequence[str]) -> dict[int, Normalised]:
+    """The normalised texts the document-level decisions can read, by segment index: the
+    leading segments up to the larger scan limit (in normalised characters), every title
+    and the segment after the first title. The forked processes normalise the rest."""
+    limit = max(DOCUMENT_SCAN_CHARS, DOMAIN_SCAN_CHARS)
+    norms: dict[int, Normalised] = {}
+    have = 0
+    end = 0
+    while end < len(raw) and (have < limit or end < 2):
+        start = end
+        size = 0
+        while end < len(raw) and (size < limit - have or end < 2):
+            size += len(raw[end])
+            end += 1
+        for i, norm in enumerate(normalise_many(raw[start:end]), start):
+            norms[i] = norm
+            have += len(norm.text)
+    titles = [i for i, k in enumerate(kinds) if k == "title"]
+    extra = set(titles)
+    first_body = next((i for i, k in enumerate(kinds) if k != "title"), None)
+    if first_body is not None:
+        extra.add(first_body)
+    if titles and titles[0] + 1 < len(raw):
+        extra.add(titles[0] + 1)
+    for i in sorted(extra - set(norms)):
+        norms[i] = normalise(raw[i])
+    return norms
+
+
+def _sources(ruleset: Ruleset, texts: Sequence[str]) -> frozenset[str]:
+    """The rules' not_document terms (通报、记者…) that occur in any of the texts."""
+    joined = "\n".join(texts)
+    return frozenset(t for t in ruleset.source_terms if t in joined)
+
+
 def _hits(
     indices: Sequence[int],
-    texts: Sequence[str],
+    norms: Mapping[int, Normalised],
     ruleset: Ruleset,
     seg: Segmenter,
     debunk_doc: bool,
 ) -> list[_Hit]:
+    """The hits of some segments, with offsets into the original segment texts. `norms`
+    holds the normalised segments, and the one after the last when there is one."""
     hits: list[_Hit] = []
     for si in indices:
-        following = texts[si + 1] if si + 1 < len(texts) else ""
-        hits.extend(_screen_segment(si, texts[si], following, ruleset, seg, debunk_doc))
+        norm = norms[si]
+        following = norms[si + 1].text if si + 1 in norms else ""
+        for hit in _screen_segment(si, norm.text, following, ruleset, seg, debunk_doc):
+            hit.start, hit.end = norm.span_to_original(hit.start, hit.end)
+            hits.append(hit)
     return hits
 
 
 # What forked children screen: set by the parent just before it forks, read by the children.
 _FORK_STATE: tuple[Sequence[str], Ruleset, Segmenter, bool] | None = None
 
+_ChildHit = tuple[int, int, int, int, str | None]
 
-def _child_hits(indices: Sequence[int]) -> list[tuple[int, int, int, int, str | None]]:
-    """In a forked child: the hits of some segments, with rules as indexes (cheap to send)."""
+
+def _child_hits(indices: Sequence[int]) -> tuple[list[_ChildHit], frozenset[str]]:
+    """In a forked child: normalise and screen a run of consecutive segments; return the
+    hits with rules as indexes (cheap to send) and the source terms the run names."""
     assert _FORK_STATE is not None
-    texts, ruleset, seg, debunk_doc = _FORK_STATE
+    raw, ruleset, seg, debunk_doc = _FORK_STATE
+    norms = dict(zip(indices, normalise_many([raw[i] for i in indices]), strict=True))
+    after = indices[-1] + 1
+    if after < len(raw):
+        norms[after] = normalise(raw[after])
+    texts = [norms[i].text for i in indices]
     position = {id(rule): i for i, rule in enumerate(ruleset.rules)}
-    return [
+    hits = [
         (position[id(h.rule)], h.segment, h.start, h.end, h.context)
-        for h in _hits(indices, texts, ruleset, seg, debunk_doc)
+        for h in _hits(indices, norms, ruleset, seg, debunk_doc)
     ]
+    return hits, _sources(ruleset, texts)
 
 
 def _parallel_hits(
-    texts: Sequence[str], ruleset: Ruleset, seg: Segmenter, debunk_doc: bool, jobs: int
-) -> list[_Hit]:
-    """_hits over all segments, split into chunks of similar size screened by forked
-    processes. Without fork (not Linux/macOS), one process does it all."""
+    raw: Sequence[str], ruleset: Ruleset, seg: Segmenter, debunk_doc: bool, jobs: int
+) -> tuple[list[_Hit], frozenset[str]]:
+    """_hits over all segments, split into runs of similar size that forked processes
+    normalise and screen, plus the source terms named anywhere. Without fork (not
+    Linux/macOS), one process does it all."""
     global _FORK_STATE
     try:
         context: Any = multiprocessing.get_context("fork")
     except ValueError:  # pragma: no cover - platforms without fork
-        return _hits(range(len(texts)), texts, ruleset, seg, debunk_doc)
-    total = sum(map(len, texts))
+        norms = dict(enumerate(normalise_many(raw)))
+        hits = _hits(range(len(raw)), norms, ruleset, seg, debunk_doc)
+        return hits, _sources(ruleset, [n.text for n in norms.values()])
+    total = sum(map(len, raw))
     target = max(1, total // (jobs * 4))
     chunks: list[list[int]] = [[]]
     size = 0
-    for si, text in enumerate(texts):
+    for si, text in enumerate(raw):
         if size >= target:
             chunks.append([])
             size = 0
         chunks[-1].append(si)
         size += len(text)
-    _FORK_STATE = (texts, ruleset, seg, debunk_doc)
+    _FORK_STATE = (raw, ruleset, seg, debunk_doc)
     try:
         with context.Pool(min(jobs, len(chunks))) as pool:
             parts = pool.map(_child_hits, chunks, chunksize=1)
     finally:
         _FORK_STATE = None
     rules = ruleset.rules
-    return [_Hit(rules[ri], si, a, b, ctx) for part in parts for ri, si, a, b, ctx in part]
-
-
-def _names_source(rule: Rule, norms: Sequence[Normalised]) -> bool:
-    """True when the version names where its claim comes from (a rule's not_document terms,
-    such as 通报 or 记者, anywhere in any segment): a report of an event, not a rumour."""
-    return bool(rule.exclude_document) and any(
-        term in norm.text for norm in norms for term in rule.exclude_document
-    )
+    hits = [_Hit(rules[ri], si, a, b, ctx) for part, _ in parts for ri, si, a, b, ctx in part]
+    return hits, frozenset().union(*(found for _, found in parts))
 
 
 def _screen_segment(
@@ -639,9 +707,9 @@ def _cap_per_rule(findings: list[Finding]) -> list[Finding]:
     return kept
 
 
-def _finding(hit: _Hit, segments: Sequence[Segment], norms: Sequence[Normalised]) -> Finding:
+def _finding(hit: _Hit, segments: Sequence[Segment]) -> Finding:
     segment = segments[hit.segment]
-    start, end = norms[hit.segment].span_to_original(hit.start, hit.end)
+    start, end = hit.start, hit.end
     rule = hit.rule
     score = round(SEVERITY_WEIGHT[rule.severity] * MULTIPLIER[hit.context], 3)
     return Finding(
@@ -683,12 +751,12 @@ def _risk(findings: Sequence[Finding]) -> float:
 
 
 def _domains(
-    norms: Sequence[Normalised], ruleset: Ruleset, findings: Sequence[Finding]
+    texts: Sequence[str], ruleset: Ruleset, findings: Sequence[Finding]
 ) -> tuple[str, ...]:
     """Rank domains by keyword hits plus the domains of findings; keep the clear ones."""
     score: dict[str, float] = {}
     counts: dict[str, int] = {}
-    for text in _prefix([n.text for n in norms], DOMAIN_SCAN_CHARS):
+    for text in _prefix(texts, DOMAIN_SCAN_CHARS):
         for term, n in ruleset.domain_index.count(text).items():
             counts[term] = counts.get(term, 0) + n
     for term, n in counts.items():

@@ -144,6 +144,10 @@ class Ruleset:
             k: tuple(v) for k, v in domain_terms.items()
         }
         self.domain_index = TermIndex(domain_terms)
+        # Terms that show a version names its source (the rules' not_document terms).
+        self.source_terms: frozenset[str] = frozenset(
+            t for rule in self.rules for t in rule.exclude_document
+        )
 
     def __len__(self) -> int:
         return len(self.rules)

@@ -13,6 +13,9 @@ PARAGRAPHS = [
     "听说城西已经爆发疫情了，大家这几天别出门。",
     "规律作息、均衡饮食有助于健康。",
     "每天吃三瓣生大蒜就能根治高血压，再也不用吃药。",
+    # Traditional characters, a zero-width space and a separator: the forked processes
+    # normalise their own segments and must map the offsets back the same way.
+    "喝小分子水可以治療糖尿\u200b病，排*毒養顏，效果百分之百。",
 ]
 
 
@@ -25,10 +28,15 @@ def _big(with_source: bool) -> list[rules.Segment]:
         segments.append(rules.Segment("body", text))
         size += len(text)
         i += 1
-    # One rebuttal, far from the lead: only that claim counts as discussed.
+    # One rebuttal, far from the lead (after a neutral paragraph, so it rebuts nothing else):
+    # only that claim counts as discussed.
+    segments.append(rules.Segment("body", PARAGRAPHS[0]))
     segments.append(rules.Segment("body", "网传喝醋能软化血管，这是谣言，没有科学依据。"))
     if with_source:  # the last paragraph names a source: every event hit becomes "sourced"
         segments.append(rules.Segment("body", "（记者从市卫健委获悉）"))
+    # A second title far down the text (the document-level checks read every title).
+    segments.append(rules.Segment("title", "附：读者来信"))
+    segments.append(rules.Segment("body", PARAGRAPHS[4]))
     return segments
 
 
@@ -43,6 +51,10 @@ def test_parallel_report_equals_serial(with_source: bool) -> None:
     contexts = {f.context for f in serial.suppressed}
     assert "refutation" in contexts
     assert ("sourced" in contexts) is with_source
+    # Offsets point into the original text, also in the segments with removed characters.
+    for f in serial.findings + serial.suppressed:
+        assert segments[f.segment].text[f.start : f.end] == f.text
+    assert any("\u200b" in f.text or "療" in f.text for f in parallel.findings)
 
 
 def test_small_texts_stay_in_one_process() -> None:
