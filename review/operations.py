@@ -602,7 +602,35 @@ def add_text_finding(
         raise InvalidInput("选中的只是空白，请重新选择", field="start", code="blank_selection")
     if severity not in EXPERT_SEVERITIES:
         raise InvalidInput("请选择严重度", field="severity", code="invalid_severity")
-    text = clean_text(note, "说明", max_chars=2000, required=True)
+    return add_expert_finding(
+        version,
+        segment=str(segment),
+        start=a,
+        end=b,
+        text=source[a:b],
+        note=note,
+        severity=str(severity),
+        actor=actor,
+        event={"segment": segment, "start": a, "end": b, "severity": severity},
+    )
+
+
+def add_expert_finding(
+    version: Version,
+    *,
+    segment: str,
+    start: int,
+    end: int,
+    text: str,
+    note: object,
+    severity: str,
+    actor: User,
+    start_time: float | None = None,
+    end_time: float | None = None,
+    event: Mapping[str, Any],
+) -> Finding:
+    """Store a finding an expert added (category 专家补充, no rule) and audit it."""
+    explanation = clean_text(note, "说明", max_chars=2000, required=True)
     report = version.report
     finding = Finding(
         report_id=report.id if report else None,
@@ -610,14 +638,16 @@ def add_text_finding(
         rule_id=None,
         rule_version=None,
         category=CATEGORY_FOR_EXPERT,
-        severity=str(severity),
-        segment=str(segment),
-        start=a,
-        end=b,
-        text=source[a:b],
-        explanation=text,
+        severity=severity,
+        segment=segment,
+        start=start,
+        end=end,
+        text=text or explanation,
+        explanation=explanation,
         context=None,
         score=0.0,
+        start_time=start_time,
+        end_time=end_time,
         added_by_id=actor.id,
     )
     db.session.add(finding)
@@ -627,13 +657,6 @@ def add_text_finding(
         actor=actor,
         subject_type="item",
         subject_id=version.item_id,
-        data={
-            "version": version.number,
-            "finding": finding.id,
-            "segment": segment,
-            "start": a,
-            "end": b,
-            "severity": severity,
-        },
+        data={"version": version.number, "finding": finding.id, **event},
     )
     return finding

@@ -21,7 +21,6 @@ from review.errors import Conflict, Forbidden, InvalidInput
 from review.lifecycle import ItemState
 from review.media import VideoInfo
 from review.models import (
-    CATEGORY_FOR_EXPERT,
     Finding,
     Item,
     ItemKind,
@@ -37,7 +36,7 @@ from review.operations import (
     MEDIA_TASK,
     _body,
     _title,
-    clean_text,
+    add_expert_finding,
     enqueue,
     media_jobs,
     submit_item,
@@ -201,36 +200,19 @@ def add_timed_finding(
             f"时间段无效：须满足 0 ≤ 开始 < 结束 ≤ 视频时长（{duration:.1f} 秒）",
             code="invalid_time",
         )
-    text = clean_text(note, "说明", max_chars=2000, required=True)
-    report = version.report
-    finding = Finding(
-        report_id=report.id if report else None,
-        version_id=version.id,
-        rule_id=None,
-        rule_version=None,
-        category=CATEGORY_FOR_EXPERT,
-        severity="medium",
+    return add_expert_finding(
+        version,
         segment="cue",
         start=0,
         end=0,
-        text=text,
-        explanation=text,
-        context=None,
-        score=0.0,
+        text="",  # a time range marks no text: the note is shown
+        note=note,
+        severity="medium",
+        actor=actor,
         start_time=round(start, 3),
         end_time=round(end, 3),
-        added_by_id=actor.id,
+        event={"start": start, "end": end},
     )
-    db.session.add(finding)
-    db.session.flush()
-    record_event(
-        "finding.added",
-        actor=actor,
-        subject_type="item",
-        subject_id=version.item_id,
-        data={"version": version.number, "finding": finding.id, "start": start, "end": end},
-    )
-    return finding
 
 
 def version_sources(version: Version) -> list[SubtitleSource]:

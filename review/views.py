@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import (
@@ -722,21 +723,32 @@ def add_video_finding(assignment_id: int) -> Any:
     assignment = load_assignment(current_user, assignment_id)
     if not assignment.is_open:
         raise Forbidden(gettext("该审核任务已结束"))
-    try:
-        videos.add_timed_finding(
+    return _store_expert_finding(
+        assignment,
+        lambda: videos.add_timed_finding(
             assignment.version,
             start_time=request.form.get("start_time"),
             end_time=request.form.get("end_time"),
             note=request.form.get("note"),
             actor=current_user,
-        )
+        ),
+        N_("已添加时间段发现"),
+    )
+
+
+def _store_expert_finding(assignment: Any, add: Callable[[], object], done: str) -> Any:
+    """Run an expert-finding operation: commit and confirm with `done` (a message marked
+    with N_, translated here), or show the operation's Chinese error."""
+    back = url_for("web.review_page", assignment_id=assignment.id)
+    try:
+        add()
     except InvalidInput as exc:
         db.session.rollback()
         flash(exc.message, "error")
-        return redirect(url_for("web.review_page", assignment_id=assignment.id)), 303
+        return redirect(back), 303
     db.session.commit()
-    flash(gettext("已添加时间段发现"), "info")
-    return redirect(url_for("web.review_page", assignment_id=assignment.id))
+    flash(gettext(done), "info")
+    return redirect(back)
 
 
 @bp.post("/assignments/<int:assignment_id>/text-findings")
@@ -747,8 +759,9 @@ def add_text_finding(assignment_id: int) -> Any:
     assignment = load_assignment(current_user, assignment_id)
     if not assignment.is_open or assignment.state.value != "accepted":
         raise Forbidden(gettext("请先接受审核任务，再标记新发现"))
-    try:
-        ops.add_text_finding(
+    return _store_expert_finding(
+        assignment,
+        lambda: ops.add_text_finding(
             assignment.version,
             segment=request.form.get("segment"),
             start=request.form.get("start"),
@@ -756,14 +769,9 @@ def add_text_finding(assignment_id: int) -> Any:
             note=request.form.get("note"),
             severity=request.form.get("severity"),
             actor=current_user,
-        )
-    except InvalidInput as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
-        return redirect(url_for("web.review_page", assignment_id=assignment.id)), 303
-    db.session.commit()
-    flash(gettext("已把选中的文字标为新发现"), "info")
-    return redirect(url_for("web.review_page", assignment_id=assignment.id))
+        ),
+        N_("已把选中的文字标为新发现"),
+    )
 
 
 @bp.post("/assignments/<int:assignment_id>/accept")
