@@ -126,6 +126,7 @@ _REBUTTAL_RE = re.compile(
         )
     )
 )
+_EXCLAIMS = re.compile("竟然|居然")
 _CANCELLING = frozenset({"refutation", "negation", "question", "debunk_document"})
 
 
@@ -416,7 +417,10 @@ def _context(
                 return "negation"
     if "question" not in ignore:
         stripped = view.text.rstrip(" \n\"'”’)）」』】")
-        if stripped.endswith("?") or any(outside(a, b) for a, b, _ in view.cues(QUESTION)):
+        # "……竟然成像不同？" exclaims rather than asks: a question mark alone does not make
+        # a sentence with 竟然/居然 a question (a question word such as 吗 still does).
+        asks = stripped.endswith("?") and not _EXCLAIMS.search(view.text)
+        if asks or any(outside(a, b) for a, b, _ in view.cues(QUESTION)):
             return "question"
     if "attribution" not in ignore:
         for a, b, _ in view.cues(ATTRIBUTION):

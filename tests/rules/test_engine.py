@@ -35,6 +35,9 @@ def _report(ruleset: Ruleset, *texts: str, title: str | None = None) -> Report:
         ("喝淡盐水并不能杀灭新冠病毒。", "negation"),
         ("喝淡盐水真的能杀死新冠病毒吗？", "question"),
         ("喝淡盐水能杀死新冠病毒？", "question"),
+        # 竟然/居然 with a question mark exclaims; a question word still asks.
+        ("喝淡盐水竟然能杀死新冠病毒？", None),
+        ("喝淡盐水居然能杀死新冠病毒吗？", "question"),
         ("网传喝淡盐水能杀死新冠病毒。", "attribution"),
         ("有人说喝淡盐水能杀死新冠病毒。", "attribution"),
         ("研究显示喝淡盐水可能有助于杀死新冠病毒，仍需更多证据。", "hedged"),
