@@ -39,6 +39,19 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"KEPU_{name} must be a number, got {raw!r}") from exc
 
 
+def _env_ints(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        values = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"KEPU_{name} must be comma-separated integers, got {raw!r}") from exc
+    if not values or any(v < 0 for v in values):
+        raise ValueError(f"KEPU_{name} must list non-negative seconds, got {raw!r}")
+    return values
+
+
 def _env_bool(name: str, default: bool) -> bool:
     raw = _env(name)
     if raw is None:
@@ -113,6 +126,11 @@ def load() -> dict[str, object]:
         "MAIL_FROM": _env("MAIL_FROM", "kepu-review@localhost"),
         "DIGEST_EVERY": _env_int("DIGEST_EVERY", 24 * 3600),
         "BASE_URL": _env("BASE_URL", "http://127.0.0.1:5000"),
+        # Outgoing webhooks: seconds one HTTP try may take, the waits between tries, and how
+        # many tries a delivery gets before it is marked failed (an admin may resend it).
+        "WEBHOOK_TIMEOUT": _env_float("WEBHOOK_TIMEOUT", 10.0),
+        "WEBHOOK_RETRY_SCHEDULE": _env_ints("WEBHOOK_RETRY_SCHEDULE", (60, 300, 1800, 7200, 21600)),
+        "WEBHOOK_MAX_ATTEMPTS": _env_int("WEBHOOK_MAX_ATTEMPTS", 6),
         # Request limits.
         "MAX_JSON_BYTES": _env_int("MAX_JSON_BYTES", 10 * 1024 * 1024),
         # The whole request: a video of MAX_VIDEO_BYTES plus its subtitle files and fields.

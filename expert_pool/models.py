@@ -43,6 +43,8 @@ class Expert(db.Model):
     #: Declared conflicts: {"units": [unit names], "companies": [names], "people": [names]}.
     conflicts: Mapped[dict[str, list[str]]] = mapped_column(JSONType, default=dict)
     notify_mode: Mapped[str] = mapped_column(String(16), default="immediate")  # or "digest"
+    #: The expert agreed to be named (name and title) on the public feed of published items.
+    is_publicly_named: Mapped[bool] = mapped_column(Boolean, default=False)
     last_assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

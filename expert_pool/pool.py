@@ -105,6 +105,7 @@ EDITABLE = (
     "leave_until",
     "conflicts",
     "notify_mode",
+    "is_publicly_named",
 )
 
 
@@ -125,6 +126,8 @@ def update_expert(expert: Expert, changes: Mapping[str, Any], *, actor: Any) -> 
                 raise InvalidInput("最大同时审核数至少为 1", field="max_load")
         elif key == "title":
             value = clean_text(value, "职称", max_chars=100)
+        elif key == "is_publicly_named" and not isinstance(value, bool):
+            raise InvalidInput("是否公开署名须为 true 或 false", field="is_publicly_named")
         elif key == "notify_mode" and value not in NOTIFY_MODES:
             raise InvalidInput("通知方式只能是 immediate 或 digest", field="notify_mode")
         elif (

@@ -137,6 +137,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     from expert_pool import models as _expert_models  # noqa: F401  (register tables)
     from review import api, views
+    from review import webhooks as _webhooks  # noqa: F401  (register tables)
     from review.signing import Signer
 
     app.extensions["kepu_signer"] = Signer.from_file(str(app.config["SIGNING_KEY_PATH"]))

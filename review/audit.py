@@ -139,6 +139,10 @@ def record_event(
     head.seq, head.hash = event.seq, event.hash
     db.session.add(event)
     db.session.flush()
+    from review import webhooks  # imported here: webhooks itself records events
+
+    if action in webhooks.TRIGGERS:  # deliveries commit (or roll back) with the change
+        webhooks.queue_deliveries(event)
     return event
 
 

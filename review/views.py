@@ -978,6 +978,7 @@ def admin_expert_edit(expert_id: int) -> Any:
                     kind: _lines(form.get(f"conflict_{kind}", "")) for kind in pool.CONFLICT_KINDS
                 },
                 "notify_mode": form.get("notify_mode", "immediate"),
+                "is_publicly_named": bool(form.get("is_publicly_named")),
             }
             pool.update_expert(expert, changes, actor=current_user)
             email = form.get("email", "").strip() or None

@@ -373,6 +373,7 @@ def expert_to_dict(expert: Expert, load: int) -> dict[str, Any]:
         "leave_until": expert.leave_until.isoformat() if expert.leave_until else None,
         "conflicts": expert.conflicts,
         "notify_mode": expert.notify_mode,
+        "is_publicly_named": expert.is_publicly_named,
         "last_assigned_at": expert.last_assigned_at.isoformat()
         if expert.last_assigned_at
         else None,

@@ -62,6 +62,7 @@ def celery_config(flask_config: Mapping[str, Any]) -> dict[str, Any]:
             "kepu.index_item": {"queue": "control"},
             "kepu.send_email": {"queue": "notifications"},
             "kepu.send_digests": {"queue": "notifications"},
+            "kepu.deliver_webhook": {"queue": "notifications"},
         },
         "beat_schedule": {
             "relay-outbox": {

@@ -15,7 +15,7 @@ from expert_pool.models import OPEN_STATES, Assignment, Notification
 from expert_pool.notifications import compose, pending_digests
 from expert_pool.operations import assign_reviewers
 from expert_pool.operations import sweep_deadlines as sweep
-from review import policy
+from review import policy, webhooks
 from review.audit import SYSTEM
 from review.db import db, utcnow
 from review.lifecycle import ItemState
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 RELAY_BATCH = 100
 RELAY_LEASE_SECONDS = 30
+#: A pending webhook delivery this far past its time lost its message (or its worker died).
+WEBHOOK_STALE_AFTER = timedelta(minutes=10)
 
 
 @shared_task(name="kepu.screen_version", bind=True, max_retries=2)
@@ -117,8 +119,9 @@ def reconcile() -> dict[str, int]:
         )
         if not has_open:
             offered += len(assign_reviewers(item, deadlines=screening.deadlines_from_config()))
+    hooks = webhooks.requeue_stale(older_than=WEBHOOK_STALE_AFTER)
     db.session.commit()
-    return {"requeued": requeued, "offered": offered}
+    return {"requeued": requeued, "offered": offered, "webhooks": hooks}
 
 
 @shared_task(name="kepu.sweep_deadlines")
@@ -214,3 +217,22 @@ def index_item(item_id: int) -> int:
     terms = rebuild(item)
     db.session.commit()
     return terms
+
+
+@shared_task(name="kepu.deliver_webhook")
+def deliver_webhook(delivery_pk: int) -> str:
+    """POST one webhook delivery once; a duplicate or early message finds nothing due."""
+    cfg = current_app.config
+    timeout = float(cfg["WEBHOOK_TIMEOUT"])
+    if not webhooks.claim(int(delivery_pk), lease_seconds=timeout + 60):
+        db.session.rollback()
+        return "skipped"
+    db.session.commit()  # the claim (attempt counted) is durable before the receiver sees it
+    outcome = webhooks.attempt(
+        int(delivery_pk),
+        timeout=timeout,
+        schedule=tuple(cfg["WEBHOOK_RETRY_SCHEDULE"]),
+        max_attempts=int(cfg["WEBHOOK_MAX_ATTEMPTS"]),
+    )
+    db.session.commit()
+    return outcome
