@@ -136,12 +136,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
 
     from expert_pool import models as _expert_models  # noqa: F401  (register tables)
-    from review import api, views
+    from review import api, hooks_views, views
     from review import webhooks as _webhooks  # noqa: F401  (register tables)
     from review.signing import Signer
 
     app.extensions["kepu_signer"] = Signer.from_file(str(app.config["SIGNING_KEY_PATH"]))
     app.register_blueprint(views.bp)
+    app.register_blueprint(hooks_views.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # the API authenticates with bearer tokens only, never cookies
 

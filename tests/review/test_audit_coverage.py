@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 import review.audit
 from expert_pool.models import Assignment, Expert
@@ -424,6 +424,40 @@ CASES = [
         web=True,
     ),
     Case(
+        "hooks.admin_webhooks",
+        "admin",
+        lambda w: (
+            "/admin/webhooks",
+            {"url": "http://127.0.0.1:5105/hook", "events": ["item.flagged"], "is_active": "1"},
+        ),
+        "webhook.subscriber_created",
+        web=True,
+    ),
+    Case(
+        "hooks.admin_webhook_edit",
+        "admin",
+        lambda w: (
+            f"/admin/webhooks/{w.webhook()}",
+            {"url": "http://127.0.0.1:5105/other", "events": ["item.published"]},
+        ),
+        "webhook.subscriber_updated",
+        web=True,
+    ),
+    Case(
+        "hooks.admin_webhook_rotate",
+        "admin",
+        lambda w: (f"/admin/webhooks/{w.webhook()}/secret", {}),
+        "webhook.secret_rotated",
+        web=True,
+    ),
+    Case(
+        "hooks.admin_webhook_resend",
+        "admin",
+        lambda w: (f"/admin/webhooks/deliveries/{w.webhook_delivery()}/resend", {}),
+        "webhook.delivery_resent",
+        web=True,
+    ),
+    Case(
         "web.admin_rule_switch",
         "admin",
         lambda w: (
@@ -559,6 +593,29 @@ def _overridden(self: World, url: str) -> tuple[str, dict[str, str]]:
     return url, {}
 
 
+def _webhook(self: World) -> int:
+    """A subscriber of item.flagged (its receiver need not exist for these cases)."""
+    from review.audit import SYSTEM
+    from review.webhooks import create_subscriber
+
+    sub = create_subscriber(url="http://127.0.0.1:5105/hook", events=["item.flagged"], actor=SYSTEM)
+    db.session.commit()
+    return int(sub.id)
+
+
+def _webhook_delivery(self: World) -> int:
+    """A delivery of a flagged item to a subscriber."""
+    from review.webhooks import WebhookDelivery
+
+    self.webhook()  # type: ignore[attr-defined]
+    self.item("in_review")
+    row = db.session.scalar(select(WebhookDelivery).order_by(WebhookDelivery.id.desc()))
+    assert row is not None
+    return int(row.id)
+
+
+World.webhook = _webhook  # type: ignore[attr-defined]
+World.webhook_delivery = _webhook_delivery  # type: ignore[attr-defined]
 World.overridden = _overridden  # type: ignore[attr-defined]
 World.claimable = _claimable  # type: ignore[attr-defined]
 World.late_expert = _late_expert  # type: ignore[attr-defined]
@@ -689,6 +746,9 @@ def _snapshot() -> dict[str, int]:
         "media_jobs",
         "subtitle_sources",
         "findings",
+        "webhook_subscribers",
+        "webhook_deliveries",
+        "webhook_attempts",
     ]
     counts = {
         t: db.session.scalar(select(func.count()).select_from(db.metadata.tables[t])) or 0
@@ -700,6 +760,20 @@ def _snapshot() -> dict[str, int]:
         tuple(db.session.scalars(select(Assignment.state).order_by(Assignment.id)))
     )
     counts["max_load"] = db.session.scalar(select(func.sum(Expert.max_load))) or 0
+    counts["webhooks"] = hash(
+        repr(
+            db.session.execute(
+                text("SELECT url, secret, events, is_active FROM webhook_subscribers ORDER BY id")
+            ).all()
+        )
+    )
+    counts["deliveries"] = hash(
+        tuple(
+            db.session.execute(
+                text("SELECT status, attempts FROM webhook_deliveries ORDER BY id")
+            ).all()
+        )
+    )
     return counts
 
 

@@ -432,3 +432,56 @@ def test_secrets_stay_out_of_logs_and_the_ledger(
     ledger = json.dumps([e.to_dict() for e in db.session.scalars(select(AuditEvent))])
     assert "webhook.subscriber_created" in ledger
     assert SECRET not in ledger and "query-secret-value" not in ledger
+
+
+def test_admin_registers_a_subscriber_and_sees_the_secret_once(app: Any, factory: Any) -> None:
+    admin = factory.user("admin", username="hookadmin", password=PASSWORD)
+    auditor = factory.user("auditor", username="hookauditor", password=PASSWORD)
+    client = app.test_client()
+    client.post("/login", data={"username": admin.username, "password": PASSWORD})
+    bad = client.post("/admin/webhooks", data={"url": "ftp://x", "events": ["item.flagged"]})
+    assert bad.status_code == 400 and "http://" in bad.get_data(as_text=True)
+    resp = client.post(
+        "/admin/webhooks",
+        data={
+            "name": "市融媒体中心",
+            "url": "https://cms.example.org/kepu?key=abc",
+            "events": ["item.published", "item.recalled"],
+            "is_active": "1",
+        },
+    )
+    assert resp.status_code == 200 and resp.headers["Cache-Control"] == "no-store"
+    page = resp.get_data(as_text=True)
+    from review.webhooks import WebhookSubscriber
+
+    sub = db.session.scalar(select(WebhookSubscriber))
+    assert sub is not None and sub.secret.startswith("whsec_") and len(sub.secret) > 40
+    assert sub.secret in page and "只显示这一次" in page
+    listing = client.get("/admin/webhooks").get_data(as_text=True)
+    assert "市融媒体中心" in listing and sub.secret not in listing
+    assert sub.secret_hint in listing
+    # Edit, then rotate: a new secret, shown once, the old one gone.
+    resp = client.post(
+        f"/admin/webhooks/{sub.id}",
+        data={"name": "市融媒体中心", "url": sub.url, "events": ["item.published"]},
+    )
+    assert resp.status_code == 302
+    db.session.expire_all()
+    assert sub.events == ["item.published"] and sub.is_active is False
+    old = sub.secret
+    rotated = client.post(f"/admin/webhooks/{sub.id}/secret").get_data(as_text=True)
+    db.session.expire_all()
+    assert sub.secret != old and sub.secret in rotated
+    assert client.get(f"/admin/webhooks/{sub.id}").status_code == 200
+
+    viewer = app.test_client()
+    viewer.post("/login", data={"username": auditor.username, "password": PASSWORD})
+    listing = viewer.get("/admin/webhooks")
+    assert listing.status_code == 200 and sub.secret not in listing.get_data(as_text=True)
+    assert viewer.get("/admin/webhooks/deliveries").status_code == 200
+    refused = viewer.post(
+        "/admin/webhooks", data={"url": "http://127.0.0.1:5105/", "events": ["item.flagged"]}
+    )
+    assert refused.status_code == 403
+    assert viewer.get(f"/admin/webhooks/{sub.id}").status_code == 403
+    assert app.test_client().get("/admin/webhooks").status_code == 302  # login first
