@@ -16,6 +16,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, ScriptInfo, routes_command, shell_command, with_appcontext
 
+from review.receipt_cli import receipt_group
 from review.rules_cli import rules_group
 
 # The app's modules (SQLAlchemy, Flask extensions) are imported inside the commands that need
@@ -38,6 +39,7 @@ class KepuGroup(FlaskGroup):
         self.add_command(routes_command)
         # The screening tools are pure: they run without building the app (fast start-up).
         self.add_command(rules_group)
+        self.add_command(receipt_group)
 
 
 def main() -> None:
@@ -57,6 +59,7 @@ def register_cli(app: Flask) -> None:
         outbox_group,
         experts_group,
         search_group,
+        webhooks_group,
     ):
         app.cli.add_command(command)
 
@@ -412,6 +415,90 @@ def outbox_reconcile() -> None:
     from workers.tasks import reconcile
 
     click.echo(json.dumps(reconcile()))
+
+
+# --- webhooks ----------------------------------------------------------------------------------
+
+
+@click.group("webhooks")
+def webhooks_group() -> None:
+    """Outgoing webhooks (also on the admin page /admin/webhooks)."""
+
+
+@webhooks_group.command("add")
+@click.argument("url")
+@click.option(
+    "--event",
+    "events",
+    multiple=True,
+    help="Event to send (repeatable): item.flagged, item.assigned, review.decided, "
+    "item.approved, item.published, item.recalled. Default: all.",
+)
+@click.option("--name", default="", help="A name for the subscriber.")
+@click.option(
+    "--secret-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read the signing secret from this file (generated and printed when omitted).",
+)
+@click.option("--inactive", is_flag=True, help="Register it switched off.")
+@with_appcontext
+def webhooks_add(
+    url: str, events: tuple[str, ...], name: str, secret_file: Path | None, inactive: bool
+) -> None:
+    """Register a subscriber; a generated secret is printed once, on the last line."""
+    from review import webhooks
+    from review.audit import SYSTEM
+    from review.db import db
+    from review.errors import DomainError
+
+    secret = secret_file.read_text(encoding="utf-8").strip() if secret_file else ""
+    try:
+        sub = webhooks.create_subscriber(
+            url=url,
+            events=list(events) or list(webhooks.EVENTS),
+            name=name,
+            secret=secret,
+            is_active=not inactive,
+            actor=SYSTEM,
+        )
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        _fail(f"错误：{exc.message}", 2)
+        return
+    click.echo(f"subscriber {sub.id}: {webhooks.redact_url(sub.url)} {','.join(sub.events)}")
+    if not secret:
+        click.echo("签名密钥（只显示这一次，请妥善保存）：", err=True)
+        click.echo(sub.secret)
+
+
+@webhooks_group.command("list")
+@with_appcontext
+def webhooks_list() -> None:
+    """Subscribers with their events and the delivery counts by status (no secrets)."""
+    from sqlalchemy import func, select
+
+    from review import webhooks
+    from review.db import db
+
+    counts = {
+        (sid, status.value): n
+        for sid, status, n in db.session.execute(
+            select(
+                webhooks.WebhookDelivery.subscriber_id,
+                webhooks.WebhookDelivery.status,
+                func.count(),
+            ).group_by(webhooks.WebhookDelivery.subscriber_id, webhooks.WebhookDelivery.status)
+        )
+    }
+    for sub in webhooks.subscribers():
+        tally = " ".join(
+            f"{s.value}={counts.get((sub.id, s.value), 0)}" for s in webhooks.DeliveryStatus
+        )
+        state = "active" if sub.is_active else "inactive"
+        click.echo(
+            f"{sub.id}\t{state}\t{webhooks.redact_url(sub.url)}\t{','.join(sub.events)}\t{tally}"
+        )
 
 
 # --- demo data ---------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from review.db import JSONType, UTCDateTime, db, utcnow
 from review.lifecycle import ItemState
+from review.receipts import content_sha256
 
 
 def _enum(enum_cls: type[StrEnum], name: str) -> Enum:
@@ -236,17 +237,9 @@ class Version(db.Model):
 
     @staticmethod
     def compute_sha256(title: str, body: str, media: Sequence[str] = ()) -> str:
-        """Hash over everything that would be published, length-prefixed so fields cannot shift.
-
-        ``media`` names a video's bytes and each subtitle file's bytes by their SHA-256
-        (``video:<sha>``, ``subtitle:<sha>``); articles have none, so their hashes are unchanged.
-        """
-        digest = hashlib.sha256()
-        for part in ("kepu-version-v1", title, body, *media):
-            data = part.encode("utf-8")
-            digest.update(len(data).to_bytes(8, "big"))
-            digest.update(data)
-        return digest.hexdigest()
+        """Hash over everything that would be published (review.receipts.content_sha256, which
+        ``kepu receipt verify`` recomputes offline)."""
+        return content_sha256(title, body, media)
 
     @property
     def report(self) -> ScreeningReport | None:

@@ -33,6 +33,7 @@ from review.models import (
     User,
     Version,
 )
+from review.receipts import HASH_SCHEME, RECEIPT_VERSION
 from review.signing import Signer
 
 log = logging.getLogger(__name__)
@@ -499,17 +500,9 @@ def publish_item(
     item.lock_version += 1
     transition(item, Action.publish, actor=actor, data={"version": version.number})
     now = utcnow()
-    receipt: dict[str, Any] = {
-        "item_id": item.id,
-        "title": version.title,
-        "version": version.number,
-        "content_sha256": version.content_sha256,
-        "decision": outcome,
-        "experts": sorted({d.expert_user.display_name for d in decisions}),
-        "published_at": now.isoformat(),
-        "key_id": signer.key_id,
-    }
-    receipt["signature"] = signer.sign(receipt)
+    receipt = build_receipt(
+        item, version, outcome=outcome, decisions=decisions, published_at=now, signer=signer
+    )
     pub = Publication(
         item_id=item.id,
         version_id=version.id,
@@ -532,6 +525,64 @@ def publish_item(
         },
     )
     return pub
+
+
+def version_media(version: Version) -> list[str]:
+    """The media names a version's content hash covers, in the order it was frozen."""
+    if version.media_asset is None:
+        return []
+    subtitles = db.session.scalars(
+        select(SubtitleSource.sha256)
+        .where(SubtitleSource.version_id == version.id)
+        .order_by(SubtitleSource.id)
+    ).all()
+    return [f"video:{version.media_asset.sha256}"] + [f"subtitle:{sha}" for sha in subtitles]
+
+
+def build_receipt(
+    item: Item,
+    version: Version,
+    *,
+    outcome: str,
+    decisions: Sequence[Decision],
+    published_at: Any,
+    signer: Signer,
+) -> dict[str, Any]:
+    """The signed publication receipt (version 2, see review.receipts): content hash, how it is
+    computed, the outcome and each expert's signed decision, the time, the key."""
+    media = version_media(version)
+    if Version.compute_sha256(version.title, version.body, media) != version.content_sha256:
+        # Never issue a receipt whose hash a verifier could not recompute.
+        raise Conflict("版本内容与其内容哈希不一致，不能签发回执", code="hash_mismatch")
+    ordered = sorted(decisions, key=lambda d: (d.signed_at, d.id))
+    receipt: dict[str, Any] = {
+        "receipt_version": RECEIPT_VERSION,
+        "item_id": item.id,
+        "kind": item.kind.value,
+        "title": version.title,
+        "version": version.number,
+        "hash_scheme": HASH_SCHEME,
+        "content_sha256": version.content_sha256,
+        "media": media,
+        "decision": outcome,
+        "decisions": [
+            {
+                "expert_id": d.expert_user_id,
+                "expert": d.expert_user.display_name,
+                "decision": d.decision.value,
+                "signed_at": d.signed_at.isoformat(),
+                "signature": d.signature,
+            }
+            for d in ordered
+        ],
+        "experts": sorted({d.expert_user.display_name for d in decisions}),
+        "published_at": published_at.isoformat(),
+        "key_id": signer.key_id,
+    }
+    if item.kind is ItemKind.video:
+        receipt["description"] = version.body  # hashed, so a verifier needs it with the file
+    receipt["signature"] = signer.sign(receipt)
+    return receipt
 
 
 # --- units and users ---------------------------------------------------------------------------

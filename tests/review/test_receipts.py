@@ -1,0 +1,244 @@
+"""Publication receipts: signed (Ed25519) over content hash, decisions, experts and time, and
+checked offline by `kepu receipt verify` (run as a subprocess with no database configured)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from review.db import db
+from review.models import Item
+from review.receipts import EXIT_INVALID, EXIT_OK, EXIT_USAGE, content_sha256, verify
+from review.signing import Signer
+from tests.conftest import (
+    GENUINE_BODY,
+    GENUINE_TITLE,
+    PSEUDO_BODY,
+    PSEUDO_TITLE,
+    run_kepu,
+    submit_screened,
+)
+
+PASSWORD = "correct-horse-1"
+
+
+def _offline_env(tmp_path: Path) -> dict[str, str]:
+    """No database, no broker: the verifier must not need them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEPU_")}
+    env["KEPU_INSTANCE_PATH"] = str(tmp_path / "verifier-instance")
+    env["KEPU_DATABASE_URL"] = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    return env
+
+
+def _kepu_verify(tmp_path: Path, *args: str) -> Any:
+    return run_kepu("receipt", "verify", *args, env=_offline_env(tmp_path), check=False)
+
+
+def _approved_and_published(app: Any, factory: Any) -> tuple[int, dict[str, Any], list[Any]]:
+    """A flagged article approved by two experts and published; returns (item, file, experts)."""
+    client = app.test_client()
+    ed = factory.token(factory.user("editor"))
+    experts = [factory.expert(senior=i == 0) for i in range(2)]
+    item_id = submit_screened(app, ed, PSEUDO_TITLE, PSEUDO_BODY)
+    for expert in experts:
+        token = factory.token(expert)
+        for a in client.get("/api/v1/assignments", headers=token).json:
+            client.post(f"/api/v1/assignments/{a['id']}/accept", headers=token)
+            resp = client.post(
+                f"/api/v1/assignments/{a['id']}/decision",
+                headers=token,
+                json={"decision": "approve", "password": PASSWORD},
+            )
+            assert resp.status_code == 200, resp.json
+    assert client.post(f"/api/v1/items/{item_id}/publish", headers=ed).status_code == 200
+    document = client.get(f"/api/v1/items/{item_id}/receipt", headers=ed).json
+    return item_id, document, experts
+
+
+def _write(tmp_path: Path, name: str, data: Any) -> Path:
+    path = tmp_path / name
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    elif isinstance(data, str):
+        path.write_text(data, encoding="utf-8")
+    else:
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_receipt_covers_hash_decisions_experts_and_time(app: Any, factory: Any) -> None:
+    item_id, document, experts = _approved_and_published(app, factory)
+    receipt = document["receipt"]
+    item = db.session.get(Item, item_id)
+    assert item is not None and item.current_version is not None
+    assert receipt["receipt_version"] == 2 and receipt["kind"] == "article"
+    assert receipt["content_sha256"] == item.current_version.content_sha256
+    assert receipt["content_sha256"] == content_sha256(PSEUDO_TITLE, PSEUDO_BODY)
+    assert receipt["decision"] == "approved" and receipt["media"] == []
+    assert sorted(d["expert_id"] for d in receipt["decisions"]) == sorted(e.id for e in experts)
+    assert {d["decision"] for d in receipt["decisions"]} == {"approve"}
+    assert all(d["signature"] and d["signed_at"] for d in receipt["decisions"])
+    assert receipt["experts"] == sorted(e.display_name for e in experts)
+    assert receipt["published_at"] and receipt["key_id"]
+    assert verify(document).ok
+
+
+def test_kepu_receipt_verify_good_edited_and_tampered(
+    app: Any, factory: Any, tmp_path: Path
+) -> None:
+    item_id, document, _ = _approved_and_published(app, factory)
+    pem = _write(tmp_path, "platform.pem", app.extensions["kepu_signer"].public_pem())
+    good = _write(tmp_path, "receipt.json", document)
+    body = _write(tmp_path, "article.txt", PSEUDO_BODY.encode())
+
+    ok = _kepu_verify(tmp_path, str(good), "--pubkey", str(pem), "--content", str(body))
+    assert ok.returncode == EXIT_OK, ok.stderr
+    assert "签名有效" in ok.stdout and "内容与回执一致" in ok.stdout and "回执有效" in ok.stdout
+
+    # The CMS edited the article after approval: one character changed.
+    edited = _write(tmp_path, "edited.txt", PSEUDO_BODY.replace("高血压", "糖尿病").encode())
+    bad = _kepu_verify(tmp_path, str(good), "--pubkey", str(pem), "--content", str(edited))
+    assert bad.returncode == EXIT_INVALID and "内容与回执不符" in bad.stderr
+    # A changed title is an edit too.
+    retitled = _kepu_verify(
+        tmp_path, str(good), "--pubkey", str(pem), "--content", str(body), "--title", "新标题"
+    )
+    assert retitled.returncode == EXIT_INVALID
+
+    # Tampered receipts: each field the signature covers.
+    for field, value in [
+        ("content_sha256", content_sha256(PSEUDO_TITLE, "别的正文")),
+        ("decision", "cleared"),
+        ("experts", ["冒名专家"]),
+        ("published_at", "2020-01-01T00:00:00+00:00"),
+    ]:
+        forged = json.loads(json.dumps(document))
+        forged["receipt"][field] = value
+        path = _write(tmp_path, f"forged-{field}.json", forged)
+        out = _kepu_verify(tmp_path, str(path), "--pubkey", str(pem))
+        assert out.returncode == EXIT_INVALID and "签名无效" in out.stderr, field
+
+    # Re-signed by someone else, with their key inside the file: the trusted key refuses it.
+    other = Signer(Ed25519PrivateKey.generate())
+    forged = json.loads(json.dumps(document))
+    forged["receipt"]["content_sha256"] = content_sha256(PSEUDO_TITLE, "别的正文")
+    forged["receipt"]["key_id"] = other.key_id
+    payload = {k: v for k, v in forged["receipt"].items() if k != "signature"}
+    forged["receipt"]["signature"] = other.sign(payload)
+    forged["public_key"] = other.public_pem()
+    path = _write(tmp_path, "resigned.json", forged)
+    assert _kepu_verify(tmp_path, str(path), "--pubkey", str(pem)).returncode == EXIT_INVALID
+    # Without a trusted key it passes on its own key, with a warning to pin one.
+    loose = _kepu_verify(tmp_path, str(path))
+    assert loose.returncode == EXIT_OK and "--pubkey" in loose.stdout
+
+
+def test_the_receipt_of_a_revised_item_refuses_the_earlier_text(
+    app: Any, factory: Any, tmp_path: Path
+) -> None:
+    client = app.test_client()
+    ed = factory.token(factory.user("editor"))
+    item_id = submit_screened(app, ed, GENUINE_TITLE, "第一稿：流感疫苗需要每年接种。")
+    resp = client.post(
+        f"/api/v1/items/{item_id}/revise",
+        headers=ed,
+        json={"title": GENUINE_TITLE, "body": GENUINE_BODY},
+    )
+    assert resp.status_code == 200
+    from workers import screening
+
+    item = db.session.get(Item, item_id)
+    screening.screen_version(item.current_version_id)  # type: ignore[union-attr, arg-type]
+    assert client.post(f"/api/v1/items/{item_id}/publish", headers=ed).status_code == 200
+    document = client.get(f"/api/v1/items/{item_id}/receipt", headers=ed).json
+    assert document["receipt"]["version"] == 2 and document["receipt"]["decision"] == "cleared"
+    receipt = _write(tmp_path, "r.json", document)
+    current = _write(tmp_path, "v2.txt", GENUINE_BODY)
+    earlier = _write(tmp_path, "v1.txt", "第一稿：流感疫苗需要每年接种。")
+    assert _kepu_verify(tmp_path, str(receipt), "--content", str(current)).returncode == 0
+    out = _kepu_verify(tmp_path, str(receipt), "--content", str(earlier))
+    assert out.returncode == EXIT_INVALID
+
+
+def test_version_1_receipts_still_verify(app: Any, tmp_path: Path) -> None:
+    """Receipts issued before version 2 (no receipt_version, no decisions) keep verifying."""
+    signer: Signer = app.extensions["kepu_signer"]
+    old = {
+        "item_id": 7,
+        "title": GENUINE_TITLE,
+        "version": 1,
+        "content_sha256": content_sha256(GENUINE_TITLE, GENUINE_BODY),
+        "decision": "cleared",
+        "experts": [],
+        "published_at": "2026-11-01T08:00:00+00:00",
+        "key_id": signer.key_id,
+    }
+    old["signature"] = signer.sign(old)
+    path = _write(tmp_path, "old.json", {"receipt": old, "public_key": signer.public_pem()})
+    body = _write(tmp_path, "body.txt", GENUINE_BODY)
+    out = _kepu_verify(tmp_path, str(path), "--content", str(body))
+    assert out.returncode == EXIT_OK and "第 1 版回执" in out.stdout
+    edited = _write(tmp_path, "edited.txt", GENUINE_BODY + "。")
+    assert _kepu_verify(tmp_path, str(path), "--content", str(edited)).returncode == EXIT_INVALID
+
+
+def test_exit_code_2_when_it_cannot_be_checked(app: Any, tmp_path: Path) -> None:
+    signer: Signer = app.extensions["kepu_signer"]
+    bare = {"content_sha256": "0" * 64, "title": "t", "version": 1}
+    bare["signature"] = signer.sign(bare)
+    no_key = _write(tmp_path, "bare.json", bare)
+    out = _kepu_verify(tmp_path, str(no_key))
+    assert out.returncode == EXIT_USAGE and "--pubkey" in out.stderr
+    pem = _write(tmp_path, "k.pem", signer.public_pem())
+    assert _kepu_verify(tmp_path, str(no_key), "--pubkey", str(pem)).returncode == EXIT_OK
+    junk = _write(tmp_path, "junk.json", "{not json")
+    assert _kepu_verify(tmp_path, str(junk)).returncode == EXIT_USAGE
+    rsa = _write(
+        tmp_path, "bad.pem", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"
+    )
+    assert _kepu_verify(tmp_path, str(no_key), "--pubkey", str(rsa)).returncode == EXIT_USAGE
+    missing = _kepu_verify(tmp_path, str(tmp_path / "nope.json"))
+    assert missing.returncode == EXIT_USAGE
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_video_receipt_checks_the_video_file(app: Any, factory: Any, tmp_path: Path) -> None:
+    from tests.media_files import plain_video
+    from workers import media, screening
+
+    clip = plain_video(tmp_path / "clip.mp4", seconds=2)
+    client = app.test_client()
+    ed = factory.token(factory.user("editor"))
+    resp = client.post(
+        "/api/v1/items",
+        headers=ed,
+        data={
+            "title": GENUINE_TITLE,
+            "description": GENUINE_BODY,
+            "submit": "true",
+            "file": (io.BytesIO(clip.read_bytes()), "clip.mp4"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert resp.status_code == 201, resp.json
+    item_id = resp.json["id"]
+    app.config["OCR_FPS"] = 0
+    version_id = db.session.get(Item, item_id).current_version_id  # type: ignore[union-attr]
+    media.process_media(version_id)
+    assert screening.screen_version(version_id) == "cleared"
+    assert client.post(f"/api/v1/items/{item_id}/publish", headers=ed).status_code == 200
+    document = client.get(f"/api/v1/items/{item_id}/receipt", headers=ed).json
+    assert document["receipt"]["kind"] == "video" and document["receipt"]["media"][0].startswith(
+        "video:"
+    )
+    receipt = _write(tmp_path, "video-receipt.json", document)
+    assert _kepu_verify(tmp_path, str(receipt), "--content", str(clip)).returncode == EXIT_OK
+    altered = _write(tmp_path, "altered.mp4", clip.read_bytes() + b"\0")
+    out = _kepu_verify(tmp_path, str(receipt), "--content", str(altered))
+    assert out.returncode == EXIT_INVALID and "视频文件与回执不符" in out.stderr
