@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -282,3 +282,17 @@ def _candidate(
         conflict_people=frozenset(conflicts.get("people", [])),
         last_assigned_at=last_assigned_at,
     )
+
+
+def public_reviewers(user_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    """Name and title (职称) of those experts among ``user_ids`` who agreed to be named in
+    public; everyone else is left out (the default)."""
+    ids = set(user_ids)
+    if not ids:
+        return {}
+    return {
+        e.user_id: (e.name, e.title or "")
+        for e in db.session.scalars(
+            select(Expert).where(Expert.user_id.in_(ids), Expert.is_publicly_named.is_(True))
+        )
+    }

@@ -26,7 +26,7 @@ from expert_pool import operations as pool_ops
 from expert_pool import pool, quality
 from expert_pool.models import Assignment, AssignmentState, Expert, Notification, QualitySample
 from expert_pool.notifications import unread_count
-from review import dashboard, downloads, ledger, policy, rulepacks, videos
+from review import dashboard, downloads, feed, ledger, policy, rulepacks, videos
 from review import operations as ops
 from review.app import login_manager
 from review.audit import AuditEvent, record_event
@@ -111,6 +111,59 @@ def _safe_next(target: str | None) -> str | None:
     if target and target.startswith("/") and not target.startswith("//"):
         return target
     return None
+
+
+# --- the public record (no login) --------------------------------------------------------------
+
+
+def _named(entries: list[Any]) -> list[Any]:
+    ids = {uid for e in entries for uid in e.reviewer_ids}
+    feed.name_reviewers(entries, pool.public_reviewers(ids))
+    return entries
+
+
+@bp.get("/published")
+def published() -> Any:
+    """Published items with the 经专家审核 badge and the experts who agreed to be named."""
+    entries = _named(feed.published_entries())
+    return render_template("published.html", entries=entries, local_time=_local_time)
+
+
+@bp.get("/published/<int:item_id>")
+def published_item(item_id: int) -> Any:
+    """One published item's text for the public (404 once recalled)."""
+    entry = feed.published_entry(item_id)
+    if entry is None:
+        raise NotFound(gettext("该稿件未发布或已下架"))
+    _named([entry])
+    body = render_markdown(entry.body) if entry.kind == ItemKind.article.value else None
+    return render_template("published_item.html", e=entry, body=body, local_time=_local_time)
+
+
+@bp.get("/feed.atom")
+def feed_atom() -> Any:
+    """The same list as an Atom 1.0 feed."""
+    entries = _named(feed.published_entries(limit=50))
+    base = str(current_app.config["BASE_URL"]).rstrip("/")
+    document = feed.atom_feed(
+        entries,
+        feed_id=f"{base}/feed.atom",
+        title=gettext("科普信息科学性审查平台 · 已发布稿件"),
+        self_url=f"{base}{url_for('web.feed_atom')}",
+        page_url=f"{base}{url_for('web.published')}",
+        entry_url={
+            e.item_id: f"{base}{url_for('web.published_item', item_id=e.item_id)}" for e in entries
+        },
+        author=gettext("科普信息科学性审查平台"),
+        reviewed_label=gettext("经专家审核"),
+        screened_label=gettext("经规则初筛"),
+        reviewers_label=gettext("审核专家："),
+    )
+    return Response(document, mimetype="application/atom+xml")
+
+
+def _local_time(value: Any) -> str:
+    return value.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
 
 
 # --- health, sign-in ---------------------------------------------------------------------------
