@@ -141,6 +141,8 @@ def atom_feed(
     reviewed_label: str,
     screened_label: str,
     reviewers_label: str,
+    name_title: str = "%(name)s (%(title)s)",
+    separator: str = ", ",
 ) -> bytes:
     """An Atom 1.0 document (RFC 4287) of ``entries``; labels come translated from the view."""
     ET.register_namespace("", ATOM_NS)
@@ -175,7 +177,10 @@ def atom_feed(
         lines = [reviewed_label if e.expert_reviewed else screened_label]
         if e.reviewers:
             lines.append(
-                reviewers_label + "、".join(f"{n}（{t}）" if t else n for n, t in e.reviewers)
+                reviewers_label
+                + separator.join(
+                    name_title % {"name": n, "title": t} if t else n for n, t in e.reviewers
+                )
             )
         lines.append(e.summary)
         sub(entry, "summary", "\n".join(lines), type="text")

@@ -158,6 +158,8 @@ def feed_atom() -> Any:
         reviewed_label=gettext("经专家审核"),
         screened_label=gettext("经规则初筛"),
         reviewers_label=gettext("审核专家："),
+        name_title=gettext("%(name)s（%(title)s）", name="%(name)s", title="%(title)s"),
+        separator=gettext("、"),
     )
     return Response(document, mimetype="application/atom+xml")
 
