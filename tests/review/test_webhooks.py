@@ -485,3 +485,26 @@ def test_admin_registers_a_subscriber_and_sees_the_secret_once(app: Any, factory
     assert refused.status_code == 403
     assert viewer.get(f"/admin/webhooks/{sub.id}").status_code == 403
     assert app.test_client().get("/admin/webhooks").status_code == 302  # login first
+
+
+def test_a_delivery_whose_message_was_lost_is_requeued_by_the_reconciler(
+    app: Any, factory: Any, receiver: Receiver
+) -> None:
+    """The broker lost the message (or the worker died mid-try): reconcile sends it later."""
+    from datetime import timedelta
+
+    from workers.tasks import reconcile
+
+    _subscribe(factory, receiver.url, ["item.flagged"])
+    submit_screened(app, factory.token(factory.user("editor")), PSEUDO_TITLE, PSEUDO_BODY)
+    for msg in _due_messages():  # published to a broker that then lost it
+        msg.sent_at = utcnow()
+    db.session.commit()
+    [row] = _deliveries()
+    assert reconcile()["webhooks"] == 0  # not stale yet
+    row.next_attempt_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+    assert reconcile()["webhooks"] == 1
+    assert _run_outbox() == ["delivered"]
+    assert reconcile()["webhooks"] == 0
+    assert len(receiver.got) == 1 and _deliveries()[0].status is DeliveryStatus.delivered
