@@ -508,3 +508,25 @@ def test_a_delivery_whose_message_was_lost_is_requeued_by_the_reconciler(
     assert _run_outbox() == ["delivered"]
     assert reconcile()["webhooks"] == 0
     assert len(receiver.got) == 1 and _deliveries()[0].status is DeliveryStatus.delivered
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_cli_registers_and_lists_subscribers(app: Any, db_url: str, instance: Any) -> None:
+    import os
+
+    from review.webhooks import WebhookSubscriber
+    from tests.conftest import run_kepu
+
+    env = dict(os.environ, KEPU_DATABASE_URL=db_url, KEPU_INSTANCE_PATH=str(instance))
+    out = run_kepu(
+        "webhooks", "add", "http://127.0.0.1:5105/cli", "--event", "item.recalled", env=env
+    )
+    secret = out.stdout.strip().splitlines()[-1]
+    assert secret.startswith("whsec_") and "只显示这一次" in out.stderr
+    listing = run_kepu("webhooks", "list", env=env).stdout
+    assert "item.recalled" in listing and secret not in listing
+    bad = run_kepu("webhooks", "add", "file:///etc/passwd", env=env, check=False)
+    assert bad.returncode == 2 and "http://" in bad.stderr
+    db.session.expire_all()
+    [sub] = db.session.scalars(select(WebhookSubscriber)).all()
+    assert sub.secret == secret and sub.events == ["item.recalled"]
