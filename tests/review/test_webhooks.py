@@ -273,8 +273,11 @@ def test_gives_up_after_max_attempts_and_an_admin_resends(
     client.post("/login", data={"username": admin.username, "password": PASSWORD})
     page = client.get("/admin/webhooks/deliveries")
     assert page.status_code == 200 and "重新发送" in page.get_data(as_text=True)
-    resp = client.post(f"/admin/webhooks/deliveries/{row.id}/resend")
-    assert resp.status_code == 302
+    detail = client.get(f"/admin/webhooks/deliveries/{row.id}").get_data(as_text=True)
+    assert detail.count("<td>500</td>") == 3 and "收到 500" in detail and row.delivery_id in detail
+    assert SECRET not in detail
+    resp = client.post(f"/admin/webhooks/deliveries/{row.id}/resend", data={"back": "detail"})
+    assert resp.status_code == 302 and resp.location.endswith(f"/deliveries/{row.id}")
     assert _run_outbox() == ["delivered"]
     row = _deliveries()[0]
     assert row.status is DeliveryStatus.delivered
