@@ -113,6 +113,18 @@ def admin_webhook_rotate(subscriber_id: int) -> Any:
     return _secret_page(sub, secret)
 
 
+@bp.post("/admin/webhooks/<int:subscriber_id>/ping")
+@login_required
+@roles_required(Role.admin)
+def admin_webhook_ping(subscriber_id: int) -> Any:
+    """发送测试事件: a signed ``ping`` to the receiver, shown in the delivery log."""
+    sub = webhooks.get_subscriber(subscriber_id)
+    row = webhooks.send_ping(sub, actor=current_user)
+    db.session.commit()
+    flash(gettext("已安排发送测试事件 %(id)s", id=row.delivery_id), "info")
+    return redirect(url_for("hooks.admin_webhook_deliveries", subscriber=sub.id))
+
+
 @bp.get("/admin/webhooks/deliveries")
 @login_required
 @roles_required(Role.admin, Role.auditor)

@@ -451,6 +451,13 @@ CASES = [
         web=True,
     ),
     Case(
+        "hooks.admin_webhook_ping",
+        "admin",
+        lambda w: (f"/admin/webhooks/{w.webhook()}/ping", {}),
+        "webhook.ping_sent",
+        web=True,
+    ),
+    Case(
         "hooks.admin_webhook_resend",
         "admin",
         lambda w: (f"/admin/webhooks/deliveries/{w.webhook_delivery()}/resend", {}),

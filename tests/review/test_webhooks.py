@@ -533,3 +533,17 @@ def test_cli_registers_and_lists_subscribers(app: Any, db_url: str, instance: An
     db.session.expire_all()
     [sub] = db.session.scalars(select(WebhookSubscriber)).all()
     assert sub.secret == secret and sub.events == ["item.recalled"]
+
+
+def test_admin_sends_a_signed_ping(app: Any, factory: Any, receiver: Receiver) -> None:
+    sub = _subscribe(factory, receiver.url, ["item.published"], is_active=False)
+    admin = factory.user("admin", username="pingadmin", password=PASSWORD)
+    client = app.test_client()
+    client.post("/login", data={"username": admin.username, "password": PASSWORD})
+    assert "发送测试事件" in client.get(f"/admin/webhooks/{sub.id}").get_data(as_text=True)
+    resp = client.post(f"/admin/webhooks/{sub.id}/ping")
+    assert resp.status_code == 302 and f"subscriber={sub.id}" in resp.location
+    assert _run_outbox() == ["delivered"]
+    [got] = receiver.got
+    assert got.headers["X-Kepu-Event"] == "ping" and verify(SECRET, got.headers, got.body)
+    assert json.loads(got.body)["data"] == {"subscriber": sub.id}
