@@ -72,6 +72,10 @@ def load() -> dict[str, object]:
     database_url = _env("DATABASE_URL", f"sqlite:///{folder / 'kepu.sqlite'}")
     broker_url = _env("BROKER_URL", f"sqla+sqlite:///{folder / 'broker.sqlite'}")
     secure_cookies = _env_bool("SECURE_COOKIES", False)
+    fault_injection = _env("FAULT_INJECTION", "") or ""
+    if fault_injection and secure_cookies:
+        # Fault points kill or stall processes on purpose: never on a real (HTTPS) deployment.
+        raise ValueError("KEPU_FAULT_INJECTION is for tests only; unset it in production")
     return {
         "INSTANCE_PATH": str(folder),
         "SECRET_KEY": _secret_key(folder),
@@ -104,6 +108,18 @@ def load() -> dict[str, object]:
         "DECIDE_WITHIN": _env_int("DECIDE_WITHIN", 5 * 24 * 3600),
         "SWEEP_EVERY": _env_int("SWEEP_EVERY", 60),
         "RELAY_EVERY": _env_int("RELAY_EVERY", 2),
+        # Celery on Redis (workers/config.py). The defaults are the production values; fault
+        # tests shorten them so a redelivery after a visibility timeout takes seconds, not an
+        # hour. The visibility timeout must stay above every task time limit (checked there).
+        "VISIBILITY_TIMEOUT": _env_int("VISIBILITY_TIMEOUT", 3600),
+        "TASK_TIME_LIMIT": _env_int("TASK_TIME_LIMIT", 600),
+        "TASK_SOFT_TIME_LIMIT": _env_int("TASK_SOFT_TIME_LIMIT", 540),
+        "UNACKED_RESTORE_INTERVAL": _env_int("UNACKED_RESTORE_INTERVAL", 30),
+        "BROKER_SOCKET_TIMEOUT": _env_float("BROKER_SOCKET_TIMEOUT", 5.0),
+        "BROKER_CONNECT_TIMEOUT": _env_float("BROKER_CONNECT_TIMEOUT", 3.0),
+        "WORKER_SOFT_SHUTDOWN_TIMEOUT": _env_float("WORKER_SOFT_SHUTDOWN_TIMEOUT", 10.0),
+        # Test-only fault points (workers/faults.py), comma-separated; empty in production.
+        "FAULT_INJECTION": fault_injection,
         # Notifications by e-mail; without an SMTP host they stay in-app only.
         "SMTP_HOST": _env("SMTP_HOST"),
         "SMTP_PORT": _env_int("SMTP_PORT", 25),

@@ -8,7 +8,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -393,16 +392,22 @@ def outbox_group() -> None:
 @click.option("--loop", is_flag=True, help="Keep relaying every second until interrupted.")
 @with_appcontext
 def outbox_relay(loop: bool) -> None:
-    """Publish pending outbox rows to the broker."""
-    from workers.celery_app import celery  # noqa: F401  (configures the broker)
-    from workers.tasks import relay_outbox
+    """Publish pending outbox rows to the broker.
 
+    With ``--loop`` SIGTERM (a deploy) lets the current row finish: it is published and marked
+    sent, or left unclaimed, never left leased; then the command exits 0.
+    """
+    from workers.celery_app import celery  # noqa: F401  (configures the broker)
+    from workers.tasks import relay_outbox, relay_stopping
+
+    if loop:
+        signal.signal(signal.SIGTERM, lambda signum, frame: relay_stopping.set())
     while True:
         sent = relay_outbox()
-        click.echo(f"sent {sent}")
-        if not loop:
+        if sent or not loop:
+            click.echo(f"sent {sent}")
+        if not loop or relay_stopping.wait(1):
             return
-        time.sleep(1)
 
 
 @outbox_group.command("reconcile")

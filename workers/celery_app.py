@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, Task
@@ -9,6 +10,8 @@ from flask import Flask
 
 from review import create_app
 from workers.config import celery_config
+
+log = logging.getLogger(__name__)
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -19,6 +22,8 @@ def celery_init_app(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
+    if app.config.get("FAULT_INJECTION"):
+        log.warning("TEST-ONLY fault injection is on: %s", app.config["FAULT_INJECTION"])
     celery_app = Celery(app.name, task_cls=FlaskTask)
     celery_app.config_from_object(celery_config(app.config))
     celery_app.set_default()
