@@ -70,4 +70,3 @@ def screening_point(title: str, attempt: int) -> None:
         raise ConnectionError(f"fault injection: transient error in attempt {attempt}")
     elif kind == "corrupt":
         raise ValueError("corrupt dictionary (fault injection)")
-
