@@ -406,7 +406,10 @@ def outbox_relay(loop: bool) -> None:
         sent = relay_outbox()
         if sent or not loop:
             click.echo(f"sent {sent}")
-        if not loop or relay_stopping.wait(1):
+        if not loop:
+            return
+        if relay_stopping.is_set() or relay_stopping.wait(1):
+            click.echo("relay stopped (SIGTERM)")
             return
 
 
