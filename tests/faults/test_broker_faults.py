@@ -7,14 +7,17 @@ broker lost; every task is idempotent.
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from review.models import OutboxMessage, ScreeningReport
-from tests.conftest import wait_until
+from tests.conftest import run_kepu, wait_until
 from tests.faults.conftest import (
     assert_no_loss,
     audit_actions,
@@ -107,3 +110,90 @@ def test_submit_while_redis_is_hung(
     assert max(threads) <= 8, threads  # no pile of blocked publisher threads
     assert max(rss) < min(rss) + 50 * 1024 * 1024, rss
     assert worker.proc.poll() is None
+
+
+def test_relay_dies_between_publish_and_mark_sent(
+    fault_app: Any, editor: dict[str, str], redis_srv: Any, procs: Any, fault_env: dict[str, str]
+) -> None:
+    """Scenario 4: the relay publishes X and dies; the next relay publishes X again: harmless."""
+    from sqlalchemy import update
+
+    from review.db import db
+    from review.models import utcnow
+
+    worker = procs.worker()
+    item_id = submit(fault_app, editor, "接种提示（中继）")
+    crashing = procs.relay(KEPU_FAULT_INJECTION="relay_after_publish,screening")
+    assert crashing.proc.wait(timeout=30) == 137
+    db.session.rollback()
+    row = db.session.scalars(select(OutboxMessage)).one()
+    assert row.sent_at is None and row.attempts == 1  # published, never marked
+    # The row's lease (30 s) protects it from a concurrent relay; fast-forward its expiry.
+    db.session.execute(update(OutboxMessage).values(available_at=utcnow()))
+    db.session.commit()
+    procs.relay()
+    wait_screened([item_id], timeout=30)
+    worker.wait_log(rf"screen_version\[outbox-{row.id}-2\] succeeded", timeout=30)
+    log = worker.log_text()
+    # Two messages for X, one per relay run, each received and run by the worker.
+    assert re.search(rf"Task kepu.screen_version\[outbox-{row.id}-1\] received", log)
+    assert re.search(rf"Task kepu.screen_version\[outbox-{row.id}-2\] received", log)
+    assert count(ScreeningReport) == 1
+    db.session.rollback()
+    row = db.session.get(OutboxMessage, row.id)
+    assert row is not None and row.sent_at is not None and row.attempts == 2
+    screened = [a for a in audit_actions(item_id) if a in ("item.clear", "item.flag")]
+    assert screened == ["item.clear"]
+    assert_no_loss([item_id], fault_env)
+
+
+@pytest.mark.parametrize("redis_srv", ["no", "yes"], indirect=True)
+def test_broker_restarted_without_its_data(
+    fault_app: Any, editor: dict[str, str], redis_srv: Any, procs: Any, fault_env: dict[str, str]
+) -> None:
+    """Scenario 10: SIGKILL of Redis after the relay published 10 items, no worker running.
+
+    Without AOF the queue is empty after the restart and the reconciler re-queues the 10 items
+    from the database; with AOF (appendfsync always) all 10 messages survive.
+    """
+    relay = procs.relay()
+    ids = [submit(fault_app, editor, f"接种提示（{n}）") for n in range(10)]
+    wait_until(lambda: count(OutboxMessage, OutboxMessage.sent_at.is_(None)) == 0, timeout=30)
+    assert redis_srv.llen("screening") == 10
+    redis_srv.kill()
+    redis_srv.start()
+    if redis_srv.appendonly == "no":
+        assert redis_srv.llen("screening") == 0  # the broker lost every message
+        time.sleep(5)  # older than KEPU_STUCK_AFTER below
+        out = run_kepu("outbox", "reconcile", env={**fault_env, "KEPU_STUCK_AFTER": "5"})
+        assert json.loads(out.stdout)["requeued"] == 10
+        for item_id in ids:
+            assert audit_actions(item_id).count("item.screening_requeued") == 1
+    else:
+        assert redis_srv.llen("screening") == 10  # nothing to reconcile
+    procs.worker()
+    wait_screened(ids, timeout=60)
+    assert count(ScreeningReport) == 10
+    assert_no_loss(ids, fault_env)
+    assert relay.proc.poll() is None
+    if redis_srv.appendonly == "yes":
+        assert count(OutboxMessage) == 10  # no re-queue rows were needed
+
+
+@pytest.mark.parametrize("redis_srv", ["yes"], indirect=True)
+def test_broker_restart_while_worker_runs(
+    fault_app: Any, editor: dict[str, str], redis_srv: Any, procs: Any, fault_env: dict[str, str]
+) -> None:
+    """Scenario 11: Redis killed mid-task and restarted after 8 s; the worker reconnects."""
+    worker = procs.worker()
+    procs.relay()
+    busy = submit(fault_app, editor, "接种提示（进行中） [fault:slow=4]")
+    worker.wait_log(r"fault injection: slow", timeout=30)
+    redis_srv.kill()
+    worker.wait_log(r"(Connection to broker lost|consumer: Cannot connect)", timeout=20)
+    time.sleep(8)
+    redis_srv.start()
+    more = [submit(fault_app, editor, f"接种提示（之后 {n}）") for n in range(5)]
+    wait_screened([busy, *more], timeout=60)
+    assert worker.proc.poll() is None  # reconnected, did not hang or die
+    assert_no_loss([busy, *more], fault_env)
