@@ -14,7 +14,8 @@ Points (comma-separated in ``KEPU_FAULT_INJECTION``):
 ``screening``
     the screening task obeys markers in the version's title, checked after the attempt counter
     is committed and before the rule packs are loaded:
-    ``[fault:slow=N]`` sleeps N seconds; ``[fault:crash]`` ends the pool process with
+    ``[fault:slow=N]`` sleeps N seconds in every attempt, ``[fault:stall=N]`` only in the first
+    attempt; ``[fault:crash]`` ends the pool process with
     ``os._exit(1)`` (a crashing decoder); ``[fault:transient=N]`` raises ``ConnectionError``
     in the first N attempts; ``[fault:corrupt]`` raises ``ValueError`` every time.
 """
@@ -31,7 +32,7 @@ from flask import current_app
 log = logging.getLogger(__name__)
 
 POINTS = frozenset({"relay_after_publish", "relay_slow", "screening"})
-_MARKER = re.compile(r"\[fault:(slow|crash|transient|corrupt)(?:=(\d+))?\]")
+_MARKER = re.compile(r"\[fault:(slow|stall|crash|transient|corrupt)(?:=(\d+))?\]")
 
 
 def enabled(point: str) -> bool:
@@ -61,7 +62,7 @@ def screening_point(title: str, attempt: int) -> None:
         return
     kind, arg = match.group(1), int(match.group(2) or 0)
     log.warning("fault injection: %s=%s in screening attempt %s", kind, arg, attempt)
-    if kind == "slow":
+    if kind == "slow" or (kind == "stall" and attempt == 1):
         time.sleep(arg)
     elif kind == "crash":
         logging.shutdown()

@@ -218,14 +218,9 @@ class Worker:
         self.proc.send_signal(signal.SIGTERM)
 
     def close(self) -> None:
+        """Teardown: no grace needed, the test is over (and its database is dropped next)."""
         if self.proc.poll() is None:
-            self.term()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill_all()
-        for p in self.children():  # orphaned pool children, if any
-            p.kill()
+            self.kill_all()
 
 
 class Relay:

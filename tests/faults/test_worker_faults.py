@@ -200,11 +200,11 @@ def test_graceful_shutdown_of_worker_and_relay(
 
     # Now the worker: SIGTERM while a long task runs (Celery's soft shutdown, remapped to
     # SIGQUIT as Celery recommends for Redis; see README).
-    slow = submit(fault_app, editor, "接种提示 [fault:slow=5]")
+    slow = submit(fault_app, editor, "接种提示 [fault:stall=5]")  # 5 s in attempt 1 only
     procs.relay()
     w1 = procs.worker(REMAP_SIGTERM="SIGQUIT", KEPU_WORKER_SOFT_SHUTDOWN_TIMEOUT="2")
     wait_until(lambda: states([slow])[slow] == "screening", timeout=60)
-    w1.wait_log(r"fault injection: slow", timeout=30)
+    w1.wait_log(r"fault injection: stall", timeout=30)
     w1.term()
     assert w1.proc.wait(timeout=20) is not None
     assert "Soft Shutdown" in w1.log_text()
