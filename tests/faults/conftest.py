@@ -301,6 +301,18 @@ def procs(fault_env: dict[str, str], tmp_path: Path) -> Iterator[Harness]:
 
 
 @pytest.fixture
+def worker(procs: Harness) -> Worker:
+    """One ready worker (prefork, -c 1) on the screening queue; more through ``procs.worker()``."""
+    return procs.worker()
+
+
+@pytest.fixture
+def relay(procs: Harness) -> Relay:
+    """One running relay (``kepu outbox relay --loop``); more through ``procs.relay()``."""
+    return procs.relay()
+
+
+@pytest.fixture
 def fault_app(fault_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The Flask app in the test process, on the same database and broker as the workers."""
     for key, value in fault_env.items():

@@ -36,11 +36,13 @@ def started(worker: Any, item_count: int = 1) -> None:
 
 
 def test_pool_child_killed_mid_screening(
-    fault_app: Any, editor: dict[str, str], procs: Any, fault_env: dict[str, str]
+    fault_app: Any, editor: dict[str, str], worker: Any, relay: Any, fault_env: dict[str, str]
 ) -> None:
-    """Scenario 5: SIGKILL of the pool child; the message is redelivered and screened once."""
-    worker = procs.worker()
-    relay = procs.relay()
+    """Scenario 5: SIGKILL of the pool child; the message is redelivered and screened once.
+
+    Text screening writes no temporary files, so "no partial artefacts" is the database only:
+    one report, the attempt counter at 2.
+    """
     item_id = submit(fault_app, editor, "接种提示 [fault:slow=4]")
     started(worker)
     time.sleep(1)
