@@ -18,6 +18,9 @@ RETRY_BACKOFF_MAX = 300
 
 QUEUES = ("screening", "media", "control", "notifications")
 
+#: The message header carrying the enqueuing request's id into the worker (review.logs).
+REQUEST_ID_HEADER = "kepu_request_id"
+
 
 def celery_config(flask_config: Mapping[str, Any]) -> dict[str, Any]:
     """Celery settings: JSON only, late acks, no prefetch hoarding, bounded broker timeouts."""

@@ -22,7 +22,12 @@ from review.lifecycle import ItemState
 from review.models import Item, OutboxMessage
 from review.operations import requeue_stuck
 from workers import media, screening
-from workers.config import MEDIA_SOFT_TIME_LIMIT, MEDIA_TIME_LIMIT, RETRY_BACKOFF_MAX
+from workers.config import (
+    MEDIA_SOFT_TIME_LIMIT,
+    MEDIA_TIME_LIMIT,
+    REQUEST_ID_HEADER,
+    RETRY_BACKOFF_MAX,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +92,10 @@ def relay_outbox() -> int:
         assert msg is not None
         try:
             celery_app.send_task(
-                msg.task, args=list(msg.args), task_id=f"outbox-{msg.id}-{msg.attempts}"
+                msg.task,
+                args=list(msg.args),
+                task_id=f"outbox-{msg.id}-{msg.attempts}",
+                headers={REQUEST_ID_HEADER: msg.request_id} if msg.request_id else None,
             )
         except Exception as exc:  # broker down: the row stays and is retried after the lease
             msg.last_error = f"{type(exc).__name__}: {exc}"[:2000]
