@@ -79,17 +79,23 @@ class GunicornAccessJsonFormatter(JsonFormatter):
 
     def format(self, record: logging.LogRecord) -> str:
         atoms = record.args if isinstance(record.args, dict) else {}
-        record.method = atoms.get("m")
-        record.path = atoms.get("U")
-        status = atoms.get("s")
+
+        def atom(key: str) -> Any:
+            try:
+                value = atoms[key]  # gunicorn's SafeAtoms answers "-" for a missing header
+            except KeyError:
+                return None
+            return None if value in ("-", "", None) else value
+
+        record.method = atom("m")
+        record.path = atom("U")
+        status = atom("s")
         record.status = int(status) if str(status).isdigit() else status
-        duration = atoms.get("D")  # microseconds
+        duration = atom("D")  # microseconds
         record.duration_ms = round(int(duration) / 1000, 3) if str(duration).isdigit() else None
-        record.remote_addr = atoms.get("h")
-        rid = atoms.get("{x-request-id}o")
-        record.request_id = rid if rid and rid != "-" else None
-        record.args = None
-        record.msg = str(atoms.get("r", ""))
+        record.remote_addr = atom("h")
+        record.request_id = atom("{x-request-id}o")
+        record.msg, record.args = str(atom("r") or ""), None
         return super().format(record)
 
 
