@@ -129,6 +129,13 @@ def load() -> dict[str, object]:
         "MAIL_FROM": _env("MAIL_FROM", "kepu-review@localhost"),
         "DIGEST_EVERY": _env_int("DIGEST_EVERY", 24 * 3600),
         "BASE_URL": _env("BASE_URL", "http://127.0.0.1:5000"),
+        # Operations: log format (text | json), level, and who may read /metrics.
+        "LOG_FORMAT": _env("LOG_FORMAT", "text"),
+        "LOG_LEVEL": _env("LOG_LEVEL", "INFO"),
+        "METRICS_TOKEN": _env("METRICS_TOKEN"),
+        "METRICS_ALLOW": _env("METRICS_ALLOW", "127.0.0.1/32,::1/128"),
+        # Readiness: seconds each dependency check (database, broker) may take.
+        "HEALTH_TIMEOUT": _env_float("HEALTH_TIMEOUT", 2.0),
         # Request limits.
         "MAX_JSON_BYTES": _env_int("MAX_JSON_BYTES", 10 * 1024 * 1024),
         # The whole request: a video of MAX_VIDEO_BYTES plus its subtitle files and fields.

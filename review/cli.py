@@ -56,6 +56,8 @@ def register_cli(app: Flask) -> None:
         outbox_group,
         experts_group,
         search_group,
+        backup_command,
+        restore_command,
     ):
         app.cli.add_command(command)
 
@@ -378,6 +380,54 @@ def audit_checkpoint() -> None:
     )
     db.session.commit()
     click.echo(row.note, nl=False)
+
+
+# --- backup and restore ------------------------------------------------------------------------
+
+
+@click.command("backup")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A new or empty folder for the backup.",
+)
+@with_appcontext
+def backup_command(out: Path) -> None:
+    """Back up the database, uploaded and media files and instance keys, with SHA-256 manifest."""
+    from review.backup import BackupError, Instance, create_backup
+    from review.db import db
+
+    try:
+        manifest = create_backup(out, Instance.from_config(current_app.config), db.engine)
+    except BackupError as exc:
+        _fail(f"backup failed: {exc}", 2)
+        return
+    click.echo(
+        f"backup written to {out}: {manifest['database']['kind']} database, "
+        f"{len(manifest['files'])} files, counts {json.dumps(manifest['counts'])}"
+    )
+
+
+@click.command("restore")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite a database or folders that hold data.")
+@with_appcontext
+def restore_command(folder: Path, force: bool) -> None:
+    """Restore a backup into an empty database and instance (checks every file's SHA-256)."""
+    from review.backup import BackupError, Instance, restore_backup
+    from review.db import db
+
+    try:
+        manifest = restore_backup(
+            folder, Instance.from_config(current_app.config), db.engine, force=force
+        )
+    except BackupError as exc:
+        _fail(f"restore refused: {exc}", 2)
+        return
+    click.echo(f"restored {folder}: counts {json.dumps(manifest['counts'])}")
+    click.echo("run `kepu audit verify` to check the ledger and its signed checkpoints")
 
 
 # --- outbox and housekeeping -------------------------------------------------------------------

@@ -391,6 +391,8 @@ class OutboxMessage(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: The web request (or task) that enqueued this work; the task's log lines carry it too.
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class MediaAsset(db.Model):

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from review.audit import SYSTEM, record_event
+from review.audit import SYSTEM, current_request_id, record_event
 from review.db import db, utcnow
 from review.errors import Conflict, Forbidden, InvalidInput
 from review.lifecycle import Action, ItemState, next_state
@@ -89,7 +89,10 @@ def _body(value: object) -> str:
 def enqueue(task: str, *args: Any, delay: float = 0) -> OutboxMessage:
     """Queue a task through the outbox; the relay publishes it after this transaction commits."""
     msg = OutboxMessage(
-        task=task, args=list(args), available_at=utcnow() + timedelta(seconds=delay)
+        task=task,
+        args=list(args),
+        available_at=utcnow() + timedelta(seconds=delay),
+        request_id=current_request_id.get(),
     )
     db.session.add(msg)
     db.session.flush()

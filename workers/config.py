@@ -25,6 +25,9 @@ WORKER_SOFT_SHUTDOWN_TIMEOUT = 10.0
 
 QUEUES = ("screening", "media", "control", "notifications")
 
+#: The message header carrying the enqueuing request's id into the worker (review.logs).
+REQUEST_ID_HEADER = "kepu_request_id"
+
 
 def timeout_problems(conf: Mapping[str, Any]) -> list[str]:
     """Why a Celery configuration could restore a message that is still running (empty if none)."""

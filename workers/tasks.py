@@ -28,6 +28,7 @@ from workers import faults, media, screening
 from workers.config import (
     MEDIA_SOFT_TIME_LIMIT,
     MEDIA_TIME_LIMIT,
+    REQUEST_ID_HEADER,
     RETRY_BACKOFF_MAX,
     SCREENING_RETRY_MAX,
 )
@@ -133,7 +134,10 @@ def relay_outbox() -> int:
         assert msg is not None
         try:
             celery_app.send_task(
-                msg.task, args=list(msg.args), task_id=f"outbox-{msg.id}-{msg.attempts}"
+                msg.task,
+                args=list(msg.args),
+                task_id=f"outbox-{msg.id}-{msg.attempts}",
+                headers={REQUEST_ID_HEADER: msg.request_id} if msg.request_id else None,
             )
         except Exception as exc:  # broker down or hung: release the row with a short backoff
             msg.last_error = f"{type(exc).__name__}: {exc}"[:2000]
