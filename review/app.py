@@ -50,6 +50,10 @@ def _wants_json() -> bool:
 
 def error_response(status: int, code: str, message: Any, **extra: Any) -> Any:
     """An error as JSON for the API, as a page for browsers, in the request's language."""
+    if status in (401, 403):
+        from review.security import request_fields, security_event
+
+        security_event("denied", status=status, code=code, **request_fields())
     message = str(message)  # a lazy translation becomes text in this request's locale
     if _wants_json():
         return jsonify({"error": code, "message": message, **extra}), status
@@ -118,6 +122,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     )
     app.config.update(settings)
     app.request_class = KepuRequest
+    hops = int(app.config.get("PROXY_HOPS") or 0)
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # The client address (per-address sign-in limits) and scheme behind trusted proxies.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
     db.init_app(app)
@@ -159,6 +169,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "same-origin"
+        if current_app.config.get("HSTS"):
+            response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
         response.headers.setdefault(  # media files set a stricter one of their own
             "Content-Security-Policy",
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -124,6 +124,7 @@ def app(db_url: str, instance: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     """The application on a fresh database; CSRF off for the test client (one test turns it on)."""
     monkeypatch.setenv("KEPU_DATABASE_URL", db_url)
     monkeypatch.setenv("KEPU_BROKER_URL", REDIS_URL)
+    monkeypatch.setenv("KEPU_SECURE_COOKIES", "false")  # the test client speaks plain HTTP
     from review import create_app
     from review.db import db
 
