@@ -25,14 +25,16 @@ def request_fields() -> dict[str, Any]:
 
     if not has_request_context():
         return {}
-    user = getattr(g, "api_user", None)
-    if user is None:
-        try:
+    try:
+        if request.blueprint == "api":
+            user = getattr(g, "api_user", None)
+        else:
             user = current_user if current_user.is_authenticated else None
-        except Exception:  # a broken session must not break the log line
-            user = None
+        username = getattr(user, "username", None)
+    except Exception:  # a broken session must not break the log line
+        username = None
     return {
-        "user": getattr(user, "username", None),
+        "user": username,
         "ip": request.remote_addr,
         "method": request.method,
         "path": request.path,

@@ -45,7 +45,7 @@ from review.auth import (
 )
 from review.db import db, utcnow
 from review.diffing import diff_html
-from review.errors import DomainError, Forbidden, InvalidInput, NotFound
+from review.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from review.i18n import (
     CONTEXT_LABELS,
     N_,
@@ -793,8 +793,8 @@ def review_page(assignment_id: int) -> Any:
 def add_video_finding(assignment_id: int) -> Any:
     """The expert marks a time range of the video as a new finding."""
     assignment = load_assignment(current_user, assignment_id)
-    if not assignment.is_open:
-        raise Forbidden(gettext("该审核任务已结束"))
+    if not assignment.is_open:  # the right person, the wrong moment: a state conflict
+        raise Conflict(gettext("该审核任务已结束"))
     try:
         videos.add_timed_finding(
             assignment.version,
@@ -819,7 +819,7 @@ def add_text_finding(assignment_id: int) -> Any:
     """The expert marks a passage of the text (selected on the review page) as a new finding."""
     assignment = load_assignment(current_user, assignment_id)
     if not assignment.is_open or assignment.state.value != "accepted":
-        raise Forbidden(gettext("请先接受审核任务，再标记新发现"))
+        raise Conflict(gettext("请先接受审核任务，再标记新发现"))
     try:
         ops.add_text_finding(
             assignment.version,
