@@ -163,6 +163,23 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
         current_request_id.set(g.request_id)
 
+    @app.before_request
+    def _same_origin() -> None:
+        """A cookie-authenticated change must come from our own pages (with the CSRF token).
+
+        Browsers send ``Origin`` on every cross-site POST; a foreign or opaque one is refused
+        even with a valid token. The API (bearer tokens, no cookies) is not concerned.
+        """
+        if (
+            request.method in ("GET", "HEAD", "OPTIONS", "TRACE")
+            or request.blueprint == "api"
+            or not current_app.config.get("WTF_CSRF_ENABLED", True)
+        ):
+            return
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.rstrip("/") != request.host_url.rstrip("/"):
+            raise CSRFError("foreign origin")
+
     @app.after_request
     def _headers(response: Any) -> Any:
         response.headers.setdefault("X-Request-ID", getattr(g, "request_id", ""))

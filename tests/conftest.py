@@ -140,11 +140,13 @@ class FreshUserClient(FlaskClient):
     """A test client that, like a real server, loads the signed-in user anew for every request.
 
     The fixture keeps one app context pushed for the whole test (so tests can use the session),
-    and Flask reuses it for requests; Flask-Login would otherwise keep the user cached in ``g``.
+    and Flask reuses it for requests; Flask-Login would otherwise keep the user cached in ``g``,
+    Flask-WTF another client's CSRF token, and the API the last bearer's user.
     """
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
-        g.pop("_login_user", None)
+        for key in ("_login_user", "csrf_token", "api_user"):
+            g.pop(key, None)
         return super().open(*args, **kwargs)
 
 
