@@ -390,7 +390,8 @@ def _expected(
 
 
 def _cases(w: World) -> Iterator[tuple[str, str, str, P, str | None, str, bool | None]]:
-    for (endpoint, method), p in sorted(POLICY.items()):
+    # Reads first, so that what they did is still there when the writes begin.
+    for (endpoint, method), p in sorted(POLICY.items(), key=lambda kv: (kv[0][1] != "GET", kv[0])):
         if p.obj is None:
             yield endpoint, method, "-", p, None, "", None
             continue
@@ -407,15 +408,33 @@ def test_route_matrix(world: World, caplog: pytest.LogCaptureFixture) -> None:
     assert not failures, f"{len(failures)} answers differ from POLICY:\n" + "\n".join(failures)
 
 
+#: Tables a GET may write: download audit events (Decision 5) and the sign-in's last_seen_at.
+GET_MAY_WRITE = {"audit_events", "audit_head", "login_sessions"}
+
+
+def _fingerprint() -> dict[str, Any]:
+    """Every other table's rows, to show that reading changed nothing."""
+    db.session.expire_all()
+    return {
+        name: sorted(tuple(map(str, row)) for row in db.session.execute(table.select()))
+        for name, table in db.metadata.tables.items()
+        if name not in GET_MAY_WRITE
+    }
+
+
 def _check_role(w: World, role: str, caplog: pytest.LogCaptureFixture) -> list[str]:
     caplog.clear()
     failures: list[str] = []
+    before = _fingerprint()
+    after: dict[str, Any] | None = None
     forbidden = 0
     answers: dict[tuple[str, str, str], int] = {}
     for endpoint, method, name, p, kind, value, _ in _cases(w):
         if role == "disabled" and endpoint == "web.login":
             continue
         url = _url(w.app, endpoint, kind, value)
+        if method != "GET" and after is None:
+            after = _fingerprint()
         resp = _send(w, role, endpoint, method, url, p)
         status = resp.status_code
         resp.close()
@@ -445,6 +464,11 @@ def _check_role(w: World, role: str, caplog: pytest.LogCaptureFixture) -> list[s
                 f"{role:13} {method:5} {endpoint} {name}: {status} but a missing id gives "
                 f"{answers[(endpoint, method, 'none')]} (discloses existence)"
             )
+    # Everything the reads did, before the first write: nothing (downloads are audited only).
+    assert after is not None
+    failures += [
+        f"{role}: GET requests changed {name}" for name in before if before[name] != after[name]
+    ]
     denials = [
         rec
         for rec in caplog.records
