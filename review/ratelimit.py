@@ -107,6 +107,16 @@ class Limiter:
             except redis.RedisError as exc:
                 self._fallback(exc)
 
+    def clear(self) -> None:
+        """Forget every counter of this namespace (tests; an operator lifting all limits)."""
+        self.memory = MemoryCounters()
+        if self.redis is not None:
+            try:
+                for key in self.redis.scan_iter(self._key("*")):
+                    self.redis.delete(key)
+            except redis.RedisError as exc:
+                self._fallback(exc)
+
     def _get(self, key: str) -> tuple[int, int]:
         full = self._key(key)
         if self.redis is not None:

@@ -134,6 +134,9 @@ def app(db_url: str, instance: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         yield application
         db.session.remove()
         db.engine.dispose()
+        limiter = application.extensions.get("kepu_limiter")
+        if limiter is not None:
+            limiter.clear()  # sign-in counters this test left in the shared Redis
 
 
 class FreshUserClient(FlaskClient):

@@ -50,6 +50,12 @@ def test_limiter_uses_the_configured_redis(app: Any) -> None:
     limiter = ratelimit.for_app(app)
     assert app.config["RATELIMIT_URL"] == REDIS_URL and limiter.redis is not None
     assert limiter.redis.ping()
+    limiter.hit(["probe:a", "probe:b"], 60)
+    pattern = f"kepu:rl:{limiter.namespace}:*"
+    assert len(list(limiter.redis.scan_iter(pattern))) == 2
+    assert limiter.blocked([("probe:a", 1)]) > 0 and limiter.blocked([("probe:a", 2)]) == 0
+    limiter.clear()  # what the app fixture does at teardown
+    assert list(limiter.redis.scan_iter(pattern)) == []
 
 
 def test_wrong_passwords_then_even_the_right_one_waits(
