@@ -65,13 +65,38 @@ def _secret_key(folder: Path) -> str:
     return key_file.read_text().strip()
 
 
+def cookie_settings(secure: bool) -> dict[str, object]:
+    """Session cookie flags: ``Secure`` and the ``__Host-`` prefix over HTTPS; HttpOnly, Lax."""
+    return {
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": secure,
+        # __Host- cookies must be Secure, Path=/ and carry no Domain (browsers enforce it).
+        "SESSION_COOKIE_NAME": "__Host-kepu" if secure else "kepu_session",
+        "SESSION_COOKIE_PATH": "/",
+        "SESSION_COOKIE_DOMAIN": None,
+        # HSTS goes with HTTPS only: over plain HTTP a browser ignores it anyway.
+        "HSTS": secure,
+    }
+
+
+def secure_cookies_given() -> bool:
+    """True when KEPU_SECURE_COOKIES is set explicitly (``kepu run`` only changes the default)."""
+    return _env("SECURE_COOKIES") is not None
+
+
 def load() -> dict[str, object]:
     """Build the Flask configuration mapping from the environment."""
     folder = instance_path()
     folder.mkdir(parents=True, exist_ok=True)
     database_url = _env("DATABASE_URL", f"sqlite:///{folder / 'kepu.sqlite'}")
     broker_url = _env("BROKER_URL", f"sqla+sqlite:///{folder / 'broker.sqlite'}")
-    secure_cookies = _env_bool("SECURE_COOKIES", False)
+    # On by default: production serves HTTPS. `kepu run` (plain http://127.0.0.1) switches it
+    # off unless the variable is set (review/cli.py).
+    secure_cookies = _env_bool("SECURE_COOKIES", True)
+    # Sign-ins end after this long without a request, and this long after signing in at most.
+    idle_minutes = _env_int("SESSION_IDLE_MINUTES", 30)
+    lifetime_hours = _env_int("SESSION_HOURS", 12)
     fault_injection = _env("FAULT_INJECTION", "") or ""
     if fault_injection and secure_cookies:
         # Fault points kill or stall processes on purpose: never on a real (HTTPS) deployment.
@@ -146,13 +171,23 @@ def load() -> dict[str, object]:
         "MAX_FORM_MEMORY_SIZE": 2 * 1024 * 1024,
         "MAX_FORM_PARTS": 1000,
         # Sessions: server-side revocable sign-ins; cookie flags set explicitly.
-        "SESSION_COOKIE_HTTPONLY": True,
-        "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": secure_cookies,
-        "SESSION_COOKIE_NAME": "__Host-kepu" if secure_cookies else "kepu_session",
-        "REMEMBER_COOKIE_DURATION": timedelta(hours=12),
-        "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
-        "WTF_CSRF_TIME_LIMIT": 12 * 3600,
+        **cookie_settings(secure_cookies),
+        "SESSION_IDLE_TIMEOUT": timedelta(minutes=idle_minutes),
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=lifetime_hours),
+        "REMEMBER_COOKIE_DURATION": timedelta(hours=lifetime_hours),
+        "WTF_CSRF_TIME_LIMIT": lifetime_hours * 3600,
+        # Sign-in throttling: failures per account and address, and per address, in a window.
+        # Counters live in Redis (KEPU_RATELIMIT_URL, default the broker when it is Redis) so
+        # every web process shares them; without Redis each process counts for itself.
+        "RATELIMIT_URL": _env(
+            "RATELIMIT_URL",
+            broker_url if broker_url and broker_url.startswith(("redis://", "rediss://")) else None,
+        ),
+        "LOGIN_MAX_FAILURES": _env_int("LOGIN_MAX_FAILURES", 5),
+        "LOGIN_MAX_FAILURES_PER_IP": _env_int("LOGIN_MAX_FAILURES_PER_IP", 30),
+        "LOGIN_WINDOW": _env_int("LOGIN_WINDOW", 300),
+        # Reverse proxies in front of the app whose X-Forwarded-For/-Proto are trusted.
+        "PROXY_HOPS": _env_int("PROXY_HOPS", 0),
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
         "JSON_AS_ASCII": False,
     }

@@ -56,6 +56,10 @@ def _wants_json() -> bool:
 
 def error_response(status: int, code: str, message: Any, **extra: Any) -> Any:
     """An error as JSON for the API, as a page for browsers, in the request's language."""
+    if status in (401, 403):
+        from review.security import request_fields, security_event
+
+        security_event("denied", status=status, code=code, **request_fields())
     message = str(message)  # a lazy translation becomes text in this request's locale
     if _wants_json():
         return jsonify({"error": code, "message": message, **extra}), status
@@ -126,6 +130,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     if logs.json_enabled(app.config.get("LOG_FORMAT")):
         logs.configure_json(str(app.config.get("LOG_LEVEL") or "INFO").upper())
     app.request_class = KepuRequest
+    hops = int(app.config.get("PROXY_HOPS") or 0)
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # The client address (per-address sign-in limits) and scheme behind trusted proxies.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
     db.init_app(app)
@@ -166,6 +176,23 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         logs.current_user_id.set(None)
         g.pop("api_user", None)  # only when an app context outlives a request (test client)
 
+    @app.before_request
+    def _same_origin() -> None:
+        """A cookie-authenticated change must come from our own pages (with the CSRF token).
+
+        Browsers send ``Origin`` on every cross-site POST; a foreign or opaque one is refused
+        even with a valid token. The API (bearer tokens, no cookies) is not concerned.
+        """
+        if (
+            request.method in ("GET", "HEAD", "OPTIONS", "TRACE")
+            or request.blueprint == "api"
+            or not current_app.config.get("WTF_CSRF_ENABLED", True)
+        ):
+            return
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.rstrip("/") != request.host_url.rstrip("/"):
+            raise CSRFError("foreign origin")
+
     @app.after_request
     def _headers(response: Any) -> Any:
         response.headers.setdefault("X-Request-ID", getattr(g, "request_id", ""))
@@ -173,6 +200,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "same-origin"
+        if current_app.config.get("HSTS"):
+            response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
         response.headers.setdefault(  # media files set a stricter one of their own
             "Content-Security-Policy",
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -15,6 +15,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, ScriptInfo, routes_command, shell_command, with_appcontext
 
+import config
 from review.rules_cli import rules_group
 
 # The app's modules (SQLAlchemy, Flask extensions) are imported inside the commands that need
@@ -78,6 +79,10 @@ def _fail(message: str, code: int = 1) -> None:
 def run_command(host: str, port: int, no_worker: bool) -> None:
     """Start the web server plus a Celery worker with the scheduler, on the configured parts."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not config.secure_cookies_given():
+        # This server speaks plain HTTP on 127.0.0.1: a Secure (__Host-) cookie would never
+        # come back, so the embedded run defaults to ordinary cookies and no HSTS.
+        app.config.update(config.cookie_settings(False))
     _upgrade_if_empty()
     workers: list[subprocess.Popen[bytes]] = []
     if not no_worker:

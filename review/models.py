@@ -365,6 +365,7 @@ class Publication(db.Model):
     """A published version with its signed receipt."""
 
     __tablename__ = "publications"
+    __table_args__ = (UniqueConstraint("item_id", "idempotency_key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
@@ -375,6 +376,8 @@ class Publication(db.Model):
     published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     receipt: Mapped[dict[str, Any]] = mapped_column(JSONType)
     is_recalled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The client's Idempotency-Key: a retried publish returns this publication's receipt.
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))
 
 
 class OutboxMessage(db.Model):

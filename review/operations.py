@@ -463,8 +463,22 @@ def conclude_review(
     transition(item, action, actor=actor, data=data)
 
 
+def publication_for_key(item_id: int, key: str) -> Publication | None:
+    """The publication an earlier request with this Idempotency-Key made, if any."""
+    return db.session.scalar(
+        select(Publication).where(
+            Publication.item_id == item_id, Publication.idempotency_key == key
+        )
+    )
+
+
 def publish_item(
-    item: Item, *, actor: User, signer: Signer, content_sha256: str | None = None
+    item: Item,
+    *,
+    actor: User,
+    signer: Signer,
+    content_sha256: str | None = None,
+    idempotency_key: str | None = None,
 ) -> Publication:
     """Publish the current version if it is cleared or approved; returns the signed receipt."""
     _require_editor_of(item, actor)
@@ -520,6 +534,7 @@ def publish_item(
         published_by_id=actor.id,
         published_at=now,
         receipt=receipt,
+        idempotency_key=idempotency_key,
     )
     db.session.add(pub)
     db.session.flush()

@@ -49,6 +49,8 @@ FAULT_SETTINGS = {
     "KEPU_WORKER_SOFT_SHUTDOWN_TIMEOUT": "5",
     "KEPU_FAULT_INJECTION": "screening",
     "KEPU_STUCK_AFTER": "600",
+    # Fault injection is refused together with secure (HTTPS) cookies, the production default.
+    "KEPU_SECURE_COOKIES": "false",
 }
 
 TEXT = "流感疫苗需要每年接种。六个月以上且没有禁忌证的人群都可以接种，接种后少数人会出现低热。"
