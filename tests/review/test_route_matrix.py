@@ -94,6 +94,10 @@ def r(*roles: str) -> frozenset[str]:
 POLICY: dict[tuple[str, str], P] = {
     ("static", "GET"): P(PUBLIC),
     ("web.healthz", "GET"): P(PUBLIC),
+    # Readiness and metrics need no sign-in; /metrics answers only allowed networks (the test
+    # client comes from 127.0.0.1, which is allowed by default; tests/review/test_monitoring).
+    ("monitoring.readyz", "GET"): P(PUBLIC),
+    ("monitoring.metrics", "GET"): P(PUBLIC),
     ("web.login", "GET"): P(PUBLIC),
     ("web.login", "POST"): P(PUBLIC),
     ("web.logout", "POST"): P(ALL),
