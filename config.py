@@ -78,13 +78,42 @@ def _secret_key(folder: Path) -> str:
     return key_file.read_text().strip()
 
 
+def cookie_settings(secure: bool) -> dict[str, object]:
+    """Session cookie flags: ``Secure`` and the ``__Host-`` prefix over HTTPS; HttpOnly, Lax."""
+    return {
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": secure,
+        # __Host- cookies must be Secure, Path=/ and carry no Domain (browsers enforce it).
+        "SESSION_COOKIE_NAME": "__Host-kepu" if secure else "kepu_session",
+        "SESSION_COOKIE_PATH": "/",
+        "SESSION_COOKIE_DOMAIN": None,
+        # HSTS goes with HTTPS only: over plain HTTP a browser ignores it anyway.
+        "HSTS": secure,
+    }
+
+
+def secure_cookies_given() -> bool:
+    """True when KEPU_SECURE_COOKIES is set explicitly (``kepu run`` only changes the default)."""
+    return _env("SECURE_COOKIES") is not None
+
+
 def load() -> dict[str, object]:
     """Build the Flask configuration mapping from the environment."""
     folder = instance_path()
     folder.mkdir(parents=True, exist_ok=True)
     database_url = _env("DATABASE_URL", f"sqlite:///{folder / 'kepu.sqlite'}")
     broker_url = _env("BROKER_URL", f"sqla+sqlite:///{folder / 'broker.sqlite'}")
-    secure_cookies = _env_bool("SECURE_COOKIES", False)
+    # On by default: production serves HTTPS. `kepu run` (plain http://127.0.0.1) switches it
+    # off unless the variable is set (review/cli.py).
+    secure_cookies = _env_bool("SECURE_COOKIES", True)
+    # Sign-ins end after this long without a request, and this long after signing in at most.
+    idle_minutes = _env_int("SESSION_IDLE_MINUTES", 30)
+    lifetime_hours = _env_int("SESSION_HOURS", 12)
+    fault_injection = _env("FAULT_INJECTION", "") or ""
+    if fault_injection and secure_cookies:
+        # Fault points kill or stall processes on purpose: never on a real (HTTPS) deployment.
+        raise ValueError("KEPU_FAULT_INJECTION is for tests only; unset it in production")
     return {
         "INSTANCE_PATH": str(folder),
         "SECRET_KEY": _secret_key(folder),
@@ -117,6 +146,18 @@ def load() -> dict[str, object]:
         "DECIDE_WITHIN": _env_int("DECIDE_WITHIN", 5 * 24 * 3600),
         "SWEEP_EVERY": _env_int("SWEEP_EVERY", 60),
         "RELAY_EVERY": _env_int("RELAY_EVERY", 2),
+        # Celery on Redis (workers/config.py). The defaults are the production values; fault
+        # tests shorten them so a redelivery after a visibility timeout takes seconds, not an
+        # hour. The visibility timeout must stay above every task time limit (checked there).
+        "VISIBILITY_TIMEOUT": _env_int("VISIBILITY_TIMEOUT", 3600),
+        "TASK_TIME_LIMIT": _env_int("TASK_TIME_LIMIT", 600),
+        "TASK_SOFT_TIME_LIMIT": _env_int("TASK_SOFT_TIME_LIMIT", 540),
+        "UNACKED_RESTORE_INTERVAL": _env_int("UNACKED_RESTORE_INTERVAL", 30),
+        "BROKER_SOCKET_TIMEOUT": _env_float("BROKER_SOCKET_TIMEOUT", 5.0),
+        "BROKER_CONNECT_TIMEOUT": _env_float("BROKER_CONNECT_TIMEOUT", 3.0),
+        "WORKER_SOFT_SHUTDOWN_TIMEOUT": _env_float("WORKER_SOFT_SHUTDOWN_TIMEOUT", 10.0),
+        # Test-only fault points (workers/faults.py), comma-separated; empty in production.
+        "FAULT_INJECTION": fault_injection,
         # Notifications by e-mail; without an SMTP host they stay in-app only.
         "SMTP_HOST": _env("SMTP_HOST"),
         "SMTP_PORT": _env_int("SMTP_PORT", 25),
@@ -131,6 +172,13 @@ def load() -> dict[str, object]:
         "WEBHOOK_TIMEOUT": _env_float("WEBHOOK_TIMEOUT", 10.0),
         "WEBHOOK_RETRY_SCHEDULE": _env_ints("WEBHOOK_RETRY_SCHEDULE", (60, 300, 1800, 7200, 21600)),
         "WEBHOOK_MAX_ATTEMPTS": _env_int("WEBHOOK_MAX_ATTEMPTS", 6),
+        # Operations: log format (text | json), level, and who may read /metrics.
+        "LOG_FORMAT": _env("LOG_FORMAT", "text"),
+        "LOG_LEVEL": _env("LOG_LEVEL", "INFO"),
+        "METRICS_TOKEN": _env("METRICS_TOKEN"),
+        "METRICS_ALLOW": _env("METRICS_ALLOW", "127.0.0.1/32,::1/128"),
+        # Readiness: seconds each dependency check (database, broker) may take.
+        "HEALTH_TIMEOUT": _env_float("HEALTH_TIMEOUT", 2.0),
         # Request limits.
         "MAX_JSON_BYTES": _env_int("MAX_JSON_BYTES", 10 * 1024 * 1024),
         # The whole request: a video of MAX_VIDEO_BYTES plus its subtitle files and fields.
@@ -141,13 +189,23 @@ def load() -> dict[str, object]:
         "MAX_FORM_MEMORY_SIZE": 2 * 1024 * 1024,
         "MAX_FORM_PARTS": 1000,
         # Sessions: server-side revocable sign-ins; cookie flags set explicitly.
-        "SESSION_COOKIE_HTTPONLY": True,
-        "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": secure_cookies,
-        "SESSION_COOKIE_NAME": "__Host-kepu" if secure_cookies else "kepu_session",
-        "REMEMBER_COOKIE_DURATION": timedelta(hours=12),
-        "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
-        "WTF_CSRF_TIME_LIMIT": 12 * 3600,
+        **cookie_settings(secure_cookies),
+        "SESSION_IDLE_TIMEOUT": timedelta(minutes=idle_minutes),
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=lifetime_hours),
+        "REMEMBER_COOKIE_DURATION": timedelta(hours=lifetime_hours),
+        "WTF_CSRF_TIME_LIMIT": lifetime_hours * 3600,
+        # Sign-in throttling: failures per account and address, and per address, in a window.
+        # Counters live in Redis (KEPU_RATELIMIT_URL, default the broker when it is Redis) so
+        # every web process shares them; without Redis each process counts for itself.
+        "RATELIMIT_URL": _env(
+            "RATELIMIT_URL",
+            broker_url if broker_url and broker_url.startswith(("redis://", "rediss://")) else None,
+        ),
+        "LOGIN_MAX_FAILURES": _env_int("LOGIN_MAX_FAILURES", 5),
+        "LOGIN_MAX_FAILURES_PER_IP": _env_int("LOGIN_MAX_FAILURES_PER_IP", 30),
+        "LOGIN_WINDOW": _env_int("LOGIN_WINDOW", 300),
+        # Reverse proxies in front of the app whose X-Forwarded-For/-Proto are trusted.
+        "PROXY_HOPS": _env_int("PROXY_HOPS", 0),
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
         "JSON_AS_ASCII": False,
     }

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from expert_pool import operations as pool_ops
 from expert_pool import pool, quality
@@ -16,7 +17,7 @@ from review import operations as ops
 from review.audit import AuditEvent, record_event
 from review.auth import check_password, user_for_token
 from review.db import db, utcnow
-from review.errors import Forbidden, InvalidInput, NotFound, TooLarge, Unauthorized
+from review.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge, Unauthorized
 from review.models import Item, Role, User
 from review.search import search_items
 from review.web import (
@@ -189,11 +190,35 @@ def publish_item(item_id: int) -> Any:
     user = _user()
     item = load_item(user, item_id)
     data = _json_body()
-    pub = ops.publish_item(
-        item, actor=user, signer=signer(), content_sha256=data.get("content_sha256")
-    )
-    _commit()
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 100 and key.isprintable()):
+        raise InvalidInput("Idempotency-Key 须为 1–100 个可打印字符", field="Idempotency-Key")
+    if key and (done := ops.publication_for_key(item.id, key)) is not None:
+        return _replayed(done)
+    try:
+        pub = ops.publish_item(
+            item,
+            actor=user,
+            signer=signer(),
+            content_sha256=data.get("content_sha256"),
+            idempotency_key=key,
+        )
+        _commit()
+    except (Conflict, IntegrityError):
+        # A concurrent request with the same key may have won: answer as it did.
+        db.session.rollback()
+        done = ops.publication_for_key(item_id, key) if key else None
+        if done is None:
+            raise
+        return _replayed(done)
     return jsonify({"receipt": pub.receipt})
+
+
+def _replayed(pub: Any) -> Any:
+    """The first answer to a publish, again (same Idempotency-Key)."""
+    response = jsonify({"receipt": pub.receipt})
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 @bp.get("/items/<int:item_id>/receipt")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -17,12 +19,16 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 import config
-from review import i18n
+from review import i18n, logs
 from review.audit import current_request_id
 from review.db import db, render_item
 from review.errors import DomainError
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("review.access")
+
+#: A client's X-Request-ID is kept only when it is short and plain (it ends up in logs).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 login_manager = LoginManager()
 csrf = CSRFProtect()
@@ -50,6 +56,10 @@ def _wants_json() -> bool:
 
 def error_response(status: int, code: str, message: Any, **extra: Any) -> Any:
     """An error as JSON for the API, as a page for browsers, in the request's language."""
+    if status in (401, 403):
+        from review.security import request_fields, security_event
+
+        security_event("denied", status=status, code=code, **request_fields())
     message = str(message)  # a lazy translation becomes text in this request's locale
     if _wants_json():
         return jsonify({"error": code, "message": message, **extra}), status
@@ -117,7 +127,15 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         __name__, instance_path=str(settings["INSTANCE_PATH"]), instance_relative_config=True
     )
     app.config.update(settings)
+    if logs.json_enabled(app.config.get("LOG_FORMAT")):
+        logs.configure_json(str(app.config.get("LOG_LEVEL") or "INFO").upper())
     app.request_class = KepuRequest
+    hops = int(app.config.get("PROXY_HOPS") or 0)
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # The client address (per-address sign-in limits) and scheme behind trusted proxies.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
     db.init_app(app)
@@ -136,7 +154,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
 
     from expert_pool import models as _expert_models  # noqa: F401  (register tables)
-    from review import api, hooks_views, views
+    from review import api, hooks_views, monitoring, views
     from review import webhooks as _webhooks  # noqa: F401  (register tables)
     from review.signing import Signer
 
@@ -144,6 +162,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(views.bp)
     app.register_blueprint(hooks_views.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(monitoring.bp)
     csrf.exempt(api.bp)  # the API authenticates with bearer tokens only, never cookies
 
     from review.cli import register_cli
@@ -152,15 +171,39 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     @app.before_request
     def _request_id() -> None:
-        g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        g.request_started = time.perf_counter()
         current_request_id.set(g.request_id)
+        logs.current_user_id.set(None)
+        g.pop("api_user", None)  # only when an app context outlives a request (test client)
+
+    @app.before_request
+    def _same_origin() -> None:
+        """A cookie-authenticated change must come from our own pages (with the CSRF token).
+
+        Browsers send ``Origin`` on every cross-site POST; a foreign or opaque one is refused
+        even with a valid token. The API (bearer tokens, no cookies) is not concerned.
+        """
+        if (
+            request.method in ("GET", "HEAD", "OPTIONS", "TRACE")
+            or request.blueprint == "api"
+            or not current_app.config.get("WTF_CSRF_ENABLED", True)
+        ):
+            return
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.rstrip("/") != request.host_url.rstrip("/"):
+            raise CSRFError("foreign origin")
 
     @app.after_request
     def _headers(response: Any) -> Any:
         response.headers.setdefault("X-Request-ID", getattr(g, "request_id", ""))
+        _log_access(response)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "same-origin"
+        if current_app.config.get("HSTS"):
+            response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
         response.headers.setdefault(  # media files set a stricter one of their own
             "Content-Security-Policy",
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -196,6 +239,29 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         return error_response(500, "internal_error", HTTP_MESSAGES[500])
 
     return app
+
+
+def _log_access(response: Any) -> None:
+    """One access line per request: path, status, duration and the signed-in user, if any."""
+    user = g.get("api_user") or g.get("_login_user")
+    user_id = getattr(user, "id", None) if getattr(user, "is_authenticated", False) else None
+    logs.current_user_id.set(user_id)
+    started = g.get("request_started")
+    duration = round((time.perf_counter() - started) * 1000, 3) if started else None
+    access_log.info(
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": duration,
+            "user_id": user_id,
+            "remote_addr": request.remote_addr,
+        },
+    )
 
 
 def _migrations_dir() -> Any:

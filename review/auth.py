@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -14,6 +15,7 @@ from review.db import db, utcnow
 from review.errors import Conflict, InvalidInput
 from review.models import ApiToken, LoginSession, Role, Unit, User
 from review.operations import clean_text
+from review.security import security_event
 
 _hasher = PasswordHasher()
 
@@ -83,27 +85,132 @@ def start_login_session(user: User) -> LoginSession:
     return login
 
 
-def record_failed_login(username: str) -> None:
+def record_failed_login(username: str, *, ip: str | None = None) -> None:
     """A failed sign-in is an audit event too (the username as typed, truncated)."""
+    security_event("login_failed", username=username[:80], ip=ip)
     record_event(
         "auth.login_failed",
         actor=None,
         subject_type="user",
         subject_id="-",
-        data={"username": username[:80]},
+        data={"username": username[:80], "ip": ip},
     )
 
 
-def user_for_session(session_id: str) -> User | None:
-    """The user behind a live sign-in, or None when it was revoked or the user disabled."""
+def record_limited_login(username: str, *, ip: str | None, retry_after: int) -> None:
+    """A sign-in refused by the rate limit, before its password was checked."""
+    security_event("login_limited", username=username[:80], ip=ip, retry_after=retry_after)
+    record_event(
+        "auth.login_limited",
+        actor=None,
+        subject_type="user",
+        subject_id="-",
+        data={"username": username[:80], "ip": ip, "retry_after": retry_after},
+    )
+
+
+#: ``last_seen_at`` is written at most this often, not on every request.
+TOUCH_EVERY = timedelta(seconds=60)
+
+
+def user_for_session(
+    session_id: str,
+    *,
+    idle_timeout: timedelta | None = None,
+    lifetime: timedelta | None = None,
+) -> User | None:
+    """The user behind a live sign-in, or None when it was revoked, idle too long, too old,
+    or the user disabled or their password changed since."""
     login = db.session.get(LoginSession, session_id)
     if login is None or login.revoked_at is not None:
+        return None
+    now = utcnow()
+    if idle_timeout is not None and now - login.last_seen_at > idle_timeout:
+        return None
+    if lifetime is not None and now - login.created_at > lifetime:
         return None
     user = login.user
     if not user.is_active_user or login.created_at < user.password_changed_at:
         return None
     user.login_session_id = login.id
     return user
+
+
+def touch_login_session(session_id: str) -> bool:
+    """Move the sign-in's ``last_seen_at`` to now (at most once a minute); True when written."""
+    now = utcnow()
+    moved = db.session.execute(
+        update(LoginSession)
+        .where(LoginSession.id == session_id, LoginSession.last_seen_at < now - TOUCH_EVERY)
+        .values(last_seen_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return bool(moved)
+
+
+def _check_new_password(password: object, confirm: object | None = None) -> str:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
+        raise InvalidInput(f"新密码至少 {MIN_PASSWORD_CHARS} 位", field="new_password")
+    if confirm is not None and confirm != password:
+        raise InvalidInput("两次输入的新密码不一致", field="confirm")
+    return password
+
+
+def _revoke_sign_ins(user: User, *, keep: str | None = None) -> int:
+    query = update(LoginSession).where(
+        LoginSession.user_id == user.id, LoginSession.revoked_at.is_(None)
+    )
+    if keep is not None:
+        query = query.where(LoginSession.id != keep)
+    return int(
+        db.session.execute(
+            query.values(revoked_at=utcnow()).execution_options(synchronize_session=False)
+        ).rowcount
+    )
+
+
+def change_password(user: User, *, current: object, new: object, confirm: object) -> LoginSession:
+    """The user changes their own password (the current one re-entered); every sign-in of
+    theirs ends and a fresh one is returned for the browser that made the change."""
+    if not isinstance(current, str) or not check_password(user, current):
+        raise InvalidInput("当前密码不正确", code="password_required", field="current_password")
+    password = _check_new_password(new, confirm)
+    if check_password(user, password):
+        raise InvalidInput("新密码不能与当前密码相同", field="new_password")
+    user.password_hash = hash_password(password)
+    user.password_changed_at = utcnow()
+    ended = _revoke_sign_ins(user)
+    db.session.flush()
+    record_event(
+        "auth.password_changed",
+        actor=user,
+        subject_type="user",
+        subject_id=user.id,
+        data={"sessions_ended": ended},
+    )
+    # A new sign-in, started after the change, for the browser that made it (a new cookie).
+    login = LoginSession(id=secrets.token_urlsafe(32), user_id=user.id)
+    db.session.add(login)
+    db.session.flush()
+    user.login_session_id = login.id
+    return login
+
+
+def reset_password(user: User, *, new: object, actor: Any) -> int:
+    """An admin sets a new password for ``user``; all of the user's sign-ins end."""
+    password = _check_new_password(new)
+    user.password_hash = hash_password(password)
+    user.password_changed_at = utcnow()
+    ended = _revoke_sign_ins(user)
+    db.session.flush()
+    record_event(
+        "user.password_reset",
+        actor=actor,
+        subject_type="user",
+        subject_id=user.id,
+        data={"username": user.username, "sessions_ended": ended},
+    )
+    return ended
 
 
 def end_login_session(user: User) -> None:

@@ -8,7 +8,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, ScriptInfo, routes_command, shell_command, with_appcontext
 
+import config
 from review.receipt_cli import receipt_group
 from review.rules_cli import rules_group
 
@@ -60,6 +60,8 @@ def register_cli(app: Flask) -> None:
         experts_group,
         search_group,
         webhooks_group,
+        backup_command,
+        restore_command,
     ):
         app.cli.add_command(command)
 
@@ -80,6 +82,10 @@ def _fail(message: str, code: int = 1) -> None:
 def run_command(host: str, port: int, no_worker: bool) -> None:
     """Start the web server plus a Celery worker with the scheduler, on the configured parts."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not config.secure_cookies_given():
+        # This server speaks plain HTTP on 127.0.0.1: a Secure (__Host-) cookie would never
+        # come back, so the embedded run defaults to ordinary cookies and no HSTS.
+        app.config.update(config.cookie_settings(False))
     _upgrade_if_empty()
     workers: list[subprocess.Popen[bytes]] = []
     if not no_worker:
@@ -384,6 +390,54 @@ def audit_checkpoint() -> None:
     click.echo(row.note, nl=False)
 
 
+# --- backup and restore ------------------------------------------------------------------------
+
+
+@click.command("backup")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A new or empty folder for the backup.",
+)
+@with_appcontext
+def backup_command(out: Path) -> None:
+    """Back up the database, uploaded and media files and instance keys, with SHA-256 manifest."""
+    from review.backup import BackupError, Instance, create_backup
+    from review.db import db
+
+    try:
+        manifest = create_backup(out, Instance.from_config(current_app.config), db.engine)
+    except BackupError as exc:
+        _fail(f"backup failed: {exc}", 2)
+        return
+    click.echo(
+        f"backup written to {out}: {manifest['database']['kind']} database, "
+        f"{len(manifest['files'])} files, counts {json.dumps(manifest['counts'])}"
+    )
+
+
+@click.command("restore")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite a database or folders that hold data.")
+@with_appcontext
+def restore_command(folder: Path, force: bool) -> None:
+    """Restore a backup into an empty database and instance (checks every file's SHA-256)."""
+    from review.backup import BackupError, Instance, restore_backup
+    from review.db import db
+
+    try:
+        manifest = restore_backup(
+            folder, Instance.from_config(current_app.config), db.engine, force=force
+        )
+    except BackupError as exc:
+        _fail(f"restore refused: {exc}", 2)
+        return
+    click.echo(f"restored {folder}: counts {json.dumps(manifest['counts'])}")
+    click.echo("run `kepu audit verify` to check the ledger and its signed checkpoints")
+
+
 # --- outbox and housekeeping -------------------------------------------------------------------
 
 
@@ -396,16 +450,25 @@ def outbox_group() -> None:
 @click.option("--loop", is_flag=True, help="Keep relaying every second until interrupted.")
 @with_appcontext
 def outbox_relay(loop: bool) -> None:
-    """Publish pending outbox rows to the broker."""
-    from workers.celery_app import celery  # noqa: F401  (configures the broker)
-    from workers.tasks import relay_outbox
+    """Publish pending outbox rows to the broker.
 
+    With ``--loop`` SIGTERM (a deploy) lets the current row finish: it is published and marked
+    sent, or left unclaimed, never left leased; then the command exits 0.
+    """
+    from workers.celery_app import celery  # noqa: F401  (configures the broker)
+    from workers.tasks import relay_outbox, relay_stopping
+
+    if loop:
+        signal.signal(signal.SIGTERM, lambda signum, frame: relay_stopping.set())
     while True:
         sent = relay_outbox()
-        click.echo(f"sent {sent}")
+        if sent or not loop:
+            click.echo(f"sent {sent}")
         if not loop:
             return
-        time.sleep(1)
+        if relay_stopping.is_set() or relay_stopping.wait(1):
+            click.echo("relay stopped (SIGTERM)")
+            return
 
 
 @outbox_group.command("reconcile")

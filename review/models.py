@@ -358,6 +358,7 @@ class Publication(db.Model):
     """A published version with its signed receipt."""
 
     __tablename__ = "publications"
+    __table_args__ = (UniqueConstraint("item_id", "idempotency_key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
@@ -368,6 +369,8 @@ class Publication(db.Model):
     published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     receipt: Mapped[dict[str, Any]] = mapped_column(JSONType)
     is_recalled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The client's Idempotency-Key: a retried publish returns this publication's receipt.
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))
 
 
 class OutboxMessage(db.Model):
@@ -384,6 +387,8 @@ class OutboxMessage(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: The web request (or task) that enqueued this work; the task's log lines carry it too.
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class MediaAsset(db.Model):

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from review.audit import SYSTEM, record_event
+from review.audit import SYSTEM, current_request_id, record_event
 from review.db import db, utcnow
 from review.errors import Conflict, Forbidden, InvalidInput
 from review.lifecycle import Action, ItemState, next_state
@@ -90,7 +90,10 @@ def _body(value: object) -> str:
 def enqueue(task: str, *args: Any, delay: float = 0) -> OutboxMessage:
     """Queue a task through the outbox; the relay publishes it after this transaction commits."""
     msg = OutboxMessage(
-        task=task, args=list(args), available_at=utcnow() + timedelta(seconds=delay)
+        task=task,
+        args=list(args),
+        available_at=utcnow() + timedelta(seconds=delay),
+        request_id=current_request_id.get(),
     )
     db.session.add(msg)
     db.session.flush()
@@ -461,8 +464,22 @@ def conclude_review(
     transition(item, action, actor=actor, data=data)
 
 
+def publication_for_key(item_id: int, key: str) -> Publication | None:
+    """The publication an earlier request with this Idempotency-Key made, if any."""
+    return db.session.scalar(
+        select(Publication).where(
+            Publication.item_id == item_id, Publication.idempotency_key == key
+        )
+    )
+
+
 def publish_item(
-    item: Item, *, actor: User, signer: Signer, content_sha256: str | None = None
+    item: Item,
+    *,
+    actor: User,
+    signer: Signer,
+    content_sha256: str | None = None,
+    idempotency_key: str | None = None,
 ) -> Publication:
     """Publish the current version if it is cleared or approved; returns the signed receipt."""
     _require_editor_of(item, actor)
@@ -510,6 +527,7 @@ def publish_item(
         published_by_id=actor.id,
         published_at=now,
         receipt=receipt,
+        idempotency_key=idempotency_key,
     )
     db.session.add(pub)
     db.session.flush()

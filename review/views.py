@@ -11,6 +11,7 @@ from flask import (
     current_app,
     flash,
     jsonify,
+    make_response,
     redirect,
     render_template,
     request,
@@ -26,22 +27,26 @@ from expert_pool import operations as pool_ops
 from expert_pool import pool, quality
 from expert_pool.models import Assignment, AssignmentState, Expert, Notification, QualitySample
 from expert_pool.notifications import unread_count
-from review import dashboard, downloads, feed, ledger, policy, rulepacks, videos
+from review import dashboard, downloads, feed, ledger, policy, ratelimit, rulepacks, videos
 from review import operations as ops
 from review.app import login_manager
 from review.audit import AuditEvent, record_event
 from review.auth import (
+    change_password,
     check_password,
     create_user,
     end_login_session,
     record_failed_login,
+    record_limited_login,
+    reset_password,
     set_active,
     start_login_session,
+    touch_login_session,
     user_for_session,
 )
 from review.db import db, utcnow
 from review.diffing import diff_html
-from review.errors import DomainError, Forbidden, InvalidInput, NotFound
+from review.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from review.i18n import (
     CONTEXT_LABELS,
     N_,
@@ -87,7 +92,19 @@ login_manager.localize_callback = gettext
 
 @login_manager.user_loader
 def _load_user(session_id: str) -> User | None:
-    return user_for_session(session_id)
+    cfg = current_app.config
+    return user_for_session(
+        session_id,
+        idle_timeout=cfg["SESSION_IDLE_TIMEOUT"],
+        lifetime=cfg["PERMANENT_SESSION_LIFETIME"],
+    )
+
+
+@bp.before_request
+def _touch_sign_in() -> None:
+    """Keep an active sign-in alive (idle timeout), before the view does anything."""
+    if current_user.is_authenticated and touch_login_session(current_user.login_session_id):
+        db.session.commit()
 
 
 @login_manager.unauthorized_handler
@@ -184,14 +201,33 @@ def login() -> Any:
     if request.method == "POST":
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")
+        ip = request.remote_addr or "-"
+        cfg = current_app.config
+        limiter = ratelimit.for_app(current_app)
+        account_key = f"login:account:{username[:80]}:{ip}"
+        keys = [
+            (account_key, int(cfg["LOGIN_MAX_FAILURES"])),
+            (f"login:ip:{ip}", int(cfg["LOGIN_MAX_FAILURES_PER_IP"])),
+        ]
+        wait = limiter.blocked(keys)
+        if wait:
+            # Refused before the password is even checked: the right one waits too.
+            record_limited_login(username, ip=ip, retry_after=wait)
+            db.session.commit()
+            flash(gettext("登录失败次数过多，请 %(seconds)s 秒后再试", seconds=wait), "error")
+            response = make_response(render_template("login.html", username=username), 429)
+            response.headers["Retry-After"] = str(wait)
+            return response
         user = (
             db.session.scalar(select(User).where(User.username == username)) if username else None
         )
         if user is None or not user.is_active_user or not check_password(user, password):
-            record_failed_login(username)
+            limiter.hit([key for key, _ in keys], int(cfg["LOGIN_WINDOW"]))
+            record_failed_login(username, ip=ip)
             db.session.commit()
             flash(gettext("用户名或密码错误，或账号已停用"), "error")
             return render_template("login.html", username=username), 401
+        limiter.reset(account_key)
         _fresh_session()
         start_login_session(user)
         login_user(user)
@@ -210,6 +246,43 @@ def logout() -> Any:
     _fresh_session()
     flash(gettext("您已退出登录"), "info")
     return redirect(url_for("web.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def account_password() -> Any:
+    """Change one's own password; every other sign-in of the account ends."""
+    if request.method == "POST":
+        user = current_user._get_current_object()
+        current = request.form.get("current_password", "")
+        if not check_password(user, current):
+            record_event(
+                "auth.password_change_refused",
+                actor=user,
+                subject_type="user",
+                subject_id=user.id,
+            )
+            db.session.commit()
+            flash(gettext("当前密码不正确"), "error")
+            return render_template("account_password.html"), 400
+        try:
+            change_password(
+                user,
+                current=current,
+                new=request.form.get("new_password", ""),
+                confirm=request.form.get("confirm", ""),
+            )
+        except InvalidInput as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+            return render_template("account_password.html"), 400
+        # This browser carries on with a new sign-in (and a new session id).
+        _fresh_session()
+        login_user(user)
+        db.session.commit()
+        flash(gettext("密码已修改，其他设备上的登录已全部退出"), "info")
+        return redirect(url_for("web.home"))
+    return render_template("account_password.html")
 
 
 @bp.get("/")
@@ -776,8 +849,8 @@ def review_page(assignment_id: int) -> Any:
 def add_video_finding(assignment_id: int) -> Any:
     """The expert marks a time range of the video as a new finding."""
     assignment = load_assignment(current_user, assignment_id)
-    if not assignment.is_open:
-        raise Forbidden(gettext("该审核任务已结束"))
+    if not assignment.is_open:  # the right person, the wrong moment: a state conflict
+        raise Conflict(gettext("该审核任务已结束"))
     return _store_expert_finding(
         assignment,
         lambda: videos.add_timed_finding(
@@ -813,7 +886,7 @@ def add_text_finding(assignment_id: int) -> Any:
     """The expert marks a passage of the text (selected on the review page) as a new finding."""
     assignment = load_assignment(current_user, assignment_id)
     if not assignment.is_open or assignment.state.value != "accepted":
-        raise Forbidden(gettext("请先接受审核任务，再标记新发现"))
+        raise Conflict(gettext("请先接受审核任务，再标记新发现"))
     return _store_expert_finding(
         assignment,
         lambda: ops.add_text_finding(
@@ -992,6 +1065,25 @@ def admin_toggle_user(user_id: int) -> Any:
         else gettext("已停用 %(username)s", username=user.username),
         "info",
     )
+    return redirect(url_for("web.admin_users"))
+
+
+@bp.post("/admin/users/<int:user_id>/password")
+@login_required
+@roles_required(Role.admin)
+def admin_reset_password(user_id: int) -> Any:
+    """Set a new password for a user; all of the user's sign-ins end."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound(gettext("找不到该用户"))
+    try:
+        reset_password(user, new=request.form.get("password", ""), actor=current_user)
+    except InvalidInput as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("web.admin_users"))
+    db.session.commit()
+    flash(gettext("已重置 %(username)s 的密码，其所有登录已退出", username=user.username), "info")
     return redirect(url_for("web.admin_users"))
 
 

@@ -18,6 +18,7 @@ from review.db import db, utcnow
 from review.errors import Forbidden, InvalidInput, NotFound
 from review.lifecycle import ItemState
 from review.models import Decision, Finding, Item, MediaAsset, Publication, Role, User, Version
+from review.security import request_fields, security_event
 from review.signing import Signer
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -114,7 +115,11 @@ def can_see_item(user: User, item: Item) -> bool:
 def load_item(user: User, item_id: int) -> Item:
     """The item, or NotFound when it does not exist or the user may not see it."""
     item = db.session.get(Item, item_id)
-    if item is None or not can_see_item(user, item):
+    if item is None:
+        raise NotFound("找不到该稿件")
+    if not can_see_item(user, item):
+        # Same answer as a missing id, but the operators' log learns about the probe.
+        security_event("hidden_object", object="item", id=item_id, **request_fields())
         raise NotFound("找不到该稿件")
     return item
 
@@ -128,6 +133,7 @@ def load_assignment(user: User, assignment_id: int) -> Assignment:
         return assignment
     expert = Expert.for_user(user)
     if expert is None or assignment.expert_id != expert.id:
+        security_event("hidden_object", object="assignment", id=assignment_id, **request_fields())
         raise NotFound("找不到该审核任务")
     return assignment
 

@@ -124,6 +124,7 @@ def app(db_url: str, instance: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     """The application on a fresh database; CSRF off for the test client (one test turns it on)."""
     monkeypatch.setenv("KEPU_DATABASE_URL", db_url)
     monkeypatch.setenv("KEPU_BROKER_URL", REDIS_URL)
+    monkeypatch.setenv("KEPU_SECURE_COOKIES", "false")  # the test client speaks plain HTTP
     from review import create_app
     from review.db import db
 
@@ -133,17 +134,22 @@ def app(db_url: str, instance: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         yield application
         db.session.remove()
         db.engine.dispose()
+        limiter = application.extensions.get("kepu_limiter")
+        if limiter is not None:
+            limiter.clear()  # sign-in counters this test left in the shared Redis
 
 
 class FreshUserClient(FlaskClient):
     """A test client that, like a real server, loads the signed-in user anew for every request.
 
     The fixture keeps one app context pushed for the whole test (so tests can use the session),
-    and Flask reuses it for requests; Flask-Login would otherwise keep the user cached in ``g``.
+    and Flask reuses it for requests; Flask-Login would otherwise keep the user cached in ``g``,
+    Flask-WTF another client's CSRF token, and the API the last bearer's user.
     """
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
-        g.pop("_login_user", None)
+        for key in ("_login_user", "csrf_token", "api_user"):
+            g.pop(key, None)
         return super().open(*args, **kwargs)
 
 

@@ -19,6 +19,7 @@ REVIEW_BOUNDARY = {
     "demo",
     "dashboard",
     "downloads",
+    "monitoring",
     "app",
     "__init__",
 }

@@ -18,6 +18,7 @@ from review.models import ScreeningReport, Version
 from review.operations import begin_screening, fail_screening, record_screening
 from review.search import index_item
 from review.videos import version_sources
+from workers import faults
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,17 @@ def screen_version(version_id: int, *, max_attempts: int | None = None) -> str:
     if status == "failed":
         _assign_if_flagged(version)
     db.session.commit()  # the attempt counts even if the engine crashes the process
+    if status == "failed":
+        # An operator alert: this version crashed the screening again and again.
+        log.error(
+            "screening of version %s gave up after %s attempts; it goes to experts as "
+            "screening failed",
+            version_id,
+            attempts,
+        )
     if status != "screen":
         return status
+    faults.screening_point(version.title, version.item.screening_attempts)  # tests only
     thresholds = thresholds_from_config()
     # The packs without the rules admins switched off; the report records this reduced version.
     ruleset = rulepacks.effective_ruleset()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import threading
 from datetime import timedelta
 from email.message import EmailMessage
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from expert_pool.models import OPEN_STATES, Assignment, Notification
 from expert_pool.notifications import compose, pending_digests
@@ -21,8 +24,14 @@ from review.db import db, utcnow
 from review.lifecycle import ItemState
 from review.models import Item, OutboxMessage
 from review.operations import requeue_stuck
-from workers import media, screening
-from workers.config import MEDIA_SOFT_TIME_LIMIT, MEDIA_TIME_LIMIT, RETRY_BACKOFF_MAX
+from workers import faults, media, screening
+from workers.config import (
+    MEDIA_SOFT_TIME_LIMIT,
+    MEDIA_TIME_LIMIT,
+    REQUEST_ID_HEADER,
+    RETRY_BACKOFF_MAX,
+    SCREENING_RETRY_MAX,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +41,38 @@ RELAY_LEASE_SECONDS = 30
 WEBHOOK_STALE_AFTER = timedelta(minutes=10)
 
 
+#: Errors worth another try: the network, the database or the broker was away, or the task ran
+#: out of time on a busy machine. Anything else (a corrupt rule pack, a bug) fails at once.
+TRANSIENT_ERRORS = (OSError, OperationalError, SoftTimeLimitExceeded)
+
+
 @shared_task(name="kepu.screen_version", bind=True, max_retries=2)
 def screen_version(self, version_id: int) -> str:  # type: ignore[no-untyped-def]
     """Screen one version with the rule engine and route it to cleared or flagged."""
+    if (self.request.delivery_info or {}).get("redelivered"):
+        log.info("screening of version %s: redelivered message", version_id)
     try:
         return screening.screen_version(int(version_id))
     except Exception as exc:
         db.session.rollback()
+        if not isinstance(exc, TRANSIENT_ERRORS):
+            # Permanent: retrying cannot help; experts see the version as "screening failed".
+            log.exception("screening of version %s failed permanently", version_id)
+            screening.give_up(int(version_id), f"初筛出错：{type(exc).__name__}")
+            raise
         if self.request.retries >= self.max_retries:
             log.exception("screening of version %s failed for good", version_id)
             screening.give_up(int(version_id), f"初筛出错：{type(exc).__name__}")
             return "failed"
-        log.warning("screening of version %s failed (%s); retrying", version_id, exc)
-        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+        countdown = min(2 ** (self.request.retries + 1), SCREENING_RETRY_MAX)
+        log.warning(
+            "screening of version %s failed (%s); retry %s in %s s",
+            version_id,
+            exc,
+            self.request.retries + 1,
+            countdown,
+        )
+        raise self.retry(exc=exc, countdown=countdown) from exc
 
 
 @shared_task(
@@ -55,9 +83,25 @@ def process_media(version_id: int) -> str:
     return media.process_media(int(version_id))
 
 
+#: Set by a SIGTERM handler (``kepu outbox relay --loop``): finish the current row, then stop.
+relay_stopping = threading.Event()
+
+
+def _publish_backoff(attempts: int) -> timedelta:
+    """How long a row waits after a failed publish: 1, 2, 4, 8 s, then every 10 s."""
+    return timedelta(seconds=min(2 ** max(attempts - 1, 0), 10))
+
+
 @shared_task(name="kepu.relay_outbox")
 def relay_outbox() -> int:
-    """Publish committed outbox rows to the broker; a row is marked sent only after publishing."""
+    """Publish committed outbox rows to the broker; a row is marked sent only after publishing.
+
+    Each row is claimed with a lease (so two relays never publish it at the same moment), then
+    published, then marked sent. A relay that dies between the two publishes the row again
+    later, which is harmless because every task is idempotent. When the broker is down or hung
+    the publish fails within the socket timeouts; the row is released with a short backoff and
+    the run ends (one WARNING, no error spam).
+    """
     celery_app = current_app.extensions["celery"]
     now = utcnow()
     ids = db.session.scalars(
@@ -69,6 +113,9 @@ def relay_outbox() -> int:
     db.session.rollback()
     sent = 0
     for msg_id in ids:
+        if relay_stopping.is_set():
+            log.info("relay stopping: %s rows sent, the rest stay for the next run", sent)
+            break
         # Claim with a lease, so concurrent relays do not both publish the same row.
         claimed = db.session.execute(
             update(OutboxMessage)
@@ -89,16 +136,22 @@ def relay_outbox() -> int:
         assert msg is not None
         try:
             celery_app.send_task(
-                msg.task, args=list(msg.args), task_id=f"outbox-{msg.id}-{msg.attempts}"
+                msg.task,
+                args=list(msg.args),
+                task_id=f"outbox-{msg.id}-{msg.attempts}",
+                headers={REQUEST_ID_HEADER: msg.request_id} if msg.request_id else None,
             )
-        except Exception as exc:  # broker down: the row stays and is retried after the lease
+        except Exception as exc:  # broker down or hung: release the row with a short backoff
             msg.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            msg.available_at = utcnow() + _publish_backoff(msg.attempts)
             db.session.commit()
             log.warning("broker unavailable, outbox row %s kept: %s", msg_id, exc)
             break
+        faults.relay_point("relay_after_publish")  # tests only
         msg.sent_at = utcnow()
         db.session.commit()
         sent += 1
+        faults.relay_point("relay_slow")  # tests only
     return sent
 
 

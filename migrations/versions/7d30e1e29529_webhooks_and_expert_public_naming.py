@@ -1,7 +1,7 @@
 """Webhooks (subscribers, deliveries, attempts); experts' consent to be named on the public feed
 
 Revision ID: 7d30e1e29529
-Revises: b63606e18598
+Revises: 0c7223e9548d
 Create Date: 2026-11-29 02:19:56.021332
 
 """
@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision = '7d30e1e29529'
-down_revision = 'b63606e18598'
+down_revision = '0c7223e9548d'
 branch_labels = None
 depends_on = None
 

@@ -152,3 +152,41 @@ def test_sql_tamper_bypassing_the_app_is_detected(app: Any, tamper: str) -> None
     db.session.commit()
     result = verify_events(iter_exported_events())
     assert not result.ok and result.first_bad_seq == 3, result
+
+
+#: Texts whose bytes are easy to change by accident on the way through a database: CJK in
+#: both scripts, a decomposed é (NFD, kept as two code points), an emoji ZWJ sequence, a
+#: variation selector and an astral ideograph.
+TRICKY = ["审核", "審核", "e\u0301", "👩\u200d🔬", "☺\ufe0f", "𠀋"]
+
+
+def test_same_logical_log_hashes_the_same_on_both_databases(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RELIABILITY.md scenario 17: the canonical bytes (so every hash, and the Merkle root)
+    do not depend on the backend — the same constant on SQLite and PostgreSQL."""
+    from datetime import UTC, datetime, timedelta
+
+    import review.audit as audit
+
+    start = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    ticks = iter(range(100))
+    monkeypatch.setattr(audit, "utcnow", lambda: start + timedelta(seconds=next(ticks)))
+    for i, value in enumerate(TRICKY):
+        record_event(
+            "test.tricky",
+            actor=SYSTEM,
+            subject_type="item",
+            subject_id=i,
+            data={"reason": value, "nested": {"键": [value, i]}},
+        )
+    db.session.commit()
+    db.session.expire_all()
+    events = list(iter_exported_events())
+    assert [e["data"]["reason"] for e in events] == TRICKY  # stored exactly, not normalised
+    assert verify_events(events).ok
+    assert events[0]["at"] == "2026-01-02T03:04:05.678901Z"
+    assert events[-1]["hash"] == EXPECTED_TIP
+
+
+EXPECTED_TIP = "b923e773f6ebc914861747a7e2eb4cdb842ff5eac20c9094073a4b5d8520fec7"

@@ -248,6 +248,23 @@ CASES = [
     ),
     Case("web.logout", "editor", lambda w: ("/logout", {}), "auth.logout", web=True),
     Case(
+        "web.account_password",
+        "editor",
+        lambda w: (
+            "/account/password",
+            {"current_password": PASSWORD, "new_password": "new-horse-2", "confirm": "new-horse-2"},
+        ),
+        "auth.password_changed",
+        web=True,
+    ),
+    Case(
+        "web.admin_reset_password",
+        "admin",
+        lambda w: (f"/admin/users/{w.users['editor'].id}/password", {"password": "new-horse-3"}),
+        "user.password_reset",
+        web=True,
+    ),
+    Case(
         "web.new_item",
         "editor",
         lambda w: ("/items/new", {"title": "网页稿", "body": "正文", "action": "save"}),
@@ -791,6 +808,7 @@ AUDITOR_MAY = {
     "api.recall_item",
     "web.login",
     "web.logout",
+    "web.account_password",
     "web.checkpoints_page",
     "web.quality_page",
     "web.recall_item",

@@ -126,8 +126,8 @@ def test_only_the_accepted_expert_may_mark(app: Any, world: dict[str, Any]) -> N
     a = world["assignment"]
     form = {"segment": "body", "start": 0, "end": 3, "severity": "low", "note": "说明"}
     url = f"/assignments/{a.id}/text-findings"
-    # Offered but not yet accepted: refused.
-    assert _login(app, world["expert"]).post(url, data=form).status_code == 403
+    # Offered but not yet accepted: the right expert at the wrong moment, a 409 conflict.
+    assert _login(app, world["expert"]).post(url, data=form).status_code == 409
     assert _login(app, world["other"]).post(url, data=form).status_code in (403, 404)
     assert _login(app, world["editor"]).post(url, data=form).status_code == 403
     assert app.test_client().post(url, data=form).status_code in (302, 401)
