@@ -47,8 +47,7 @@ EXPERT = (Role.expert,)
 OVERSIGHT = (Role.auditor, Role.admin)
 ADMIN = (Role.admin,)
 
-ITEMS, REVIEWS, AUDIT, POOL = "稿件", "专家审核", "审计与监督", "专家库与队列"
-OWN, DOCS = "通知", "说明"
+ITEMS, REVIEWS, OWN, POOL, AUDIT, DOCS = S.TAGS
 ITEM_ID = {"item_id": "稿件编号"}
 ASSIGNMENT_ID = {"assignment_id": "审核任务编号"}
 STATE_PARAM = Param("state", S.STATE, "只列出处于该状态的稿件")
@@ -105,9 +104,10 @@ def openapi_document() -> Any:
     tag=DOCS,
     public=True,
     description="列出每个接口、参数和数据结构，可填入令牌直接试用。",
+    query=(Param("lang", {"type": "string", "enum": ["zh", "en"]}, "界面语言"),),
     responses={200: Response("HTML 页面", {"type": "string"}, media_type="text/html")},
 )
-def docs_page() -> Any:
+def docs_page(query: dict[str, Any]) -> Any:
     """The interactive documentation page (its script reads openapi.json)."""
     return render_template("api_docs.html")
 

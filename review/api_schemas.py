@@ -26,6 +26,16 @@ DESCRIPTION = (
 
 STATES = [s.value for s in ItemState]
 
+#: Groups of operations, in the order the documentation shows them.
+TAGS = {
+    "稿件": "编辑新建、提交、修改、撤回、发布稿件，查询状态、发现和结论，下载回执",
+    "专家审核": "专家接受或谢绝邀请、认领、签署结论",
+    "通知": "调用者自己的通知",
+    "专家库与队列": "管理员和审计人员查看专家库与审核队列，管理员指派",
+    "审计与监督": "审计账本、检查点、仪表盘、质检、下架与重审、导出",
+    "说明": "本接口描述与交互式文档",
+}
+
 
 def ref(name: str) -> dict[str, str]:
     """A reference to a component schema."""

@@ -82,8 +82,7 @@ class Operation:
             statuses.add(403)
         if has_path_params:
             statuses.add(404)
-        if self.query or self.body is not None or self.form is not None:
-            statuses.add(400)
+        statuses.add(400)  # an undeclared query parameter is refused
         if self.body is not None or self.form is not None:
             statuses.add(413)
         return sorted(statuses)
@@ -171,7 +170,15 @@ def _query_value(param: Param, raw: str) -> Any:
 
 
 def parse_query(op: Operation) -> dict[str, Any]:
-    """The declared query parameters, converted and checked; an empty value counts as absent."""
+    """The declared query parameters, converted and checked; an empty value counts as absent.
+    An undeclared parameter is refused: it is most likely a typo that would filter nothing."""
+    declared = {p.name for p in op.query}
+    unknown = sorted(name for name in request.args if name not in declared)
+    if unknown:
+        shown = "、".join(unknown)[:200]
+        raise InvalidInput(
+            f"不支持的查询参数：{shown}", code="invalid_field", field=unknown[0][:100]
+        )
     values: dict[str, Any] = {}
     for param in op.query:
         raw = request.args.get(param.name, "")
@@ -252,8 +259,9 @@ def operation(**spec: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if op.roles is not None and not g.api_user.has_role(*op.roles):
                 raise Forbidden("您的角色无权执行此操作")
+            query = parse_query(op)
             if op.query:
-                kwargs["query"] = parse_query(op)
+                kwargs["query"] = query
             if op.form is not None and request.mimetype == MULTIPART:
                 body = _form_body(op.form)
                 validate(body, text_fields(op.form))
@@ -282,7 +290,10 @@ def _path_and_params(rule: Rule, op: Operation) -> tuple[str, list[dict[str, Any
         name, conv = match["name"], match["conv"] or "default"
         schema: dict[str, Any] = {"type": "string"}
         if conv == "int":
-            schema = {"type": "integer"}
+            converter = rule._converters[name]  # type: ignore[attr-defined]
+            schema = {"type": "integer", "minimum": 0}
+            if converter.max is not None:
+                schema["maximum"] = converter.max
         elif conv == "any":
             schema = {"type": "string", "enum": list(rule._converters[name].items)}  # type: ignore[attr-defined]
         params.append(
@@ -377,7 +388,7 @@ def undocumented(app: Flask) -> list[str]:
 
 def build_document(app: Flask) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every /api/v1 route, from the declared operations."""
-    from review.api_schemas import COMPONENTS, DESCRIPTION
+    from review.api_schemas import COMPONENTS, DESCRIPTION, TAGS
 
     paths: dict[str, dict[str, Any]] = {}
     for rule in api_rules(app):
@@ -393,7 +404,7 @@ def build_document(app: Flask) -> dict[str, Any]:
         "info": {"title": "科普信息科学性审查平台 API", "version": "1", "description": DESCRIPTION},
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}],
-        "tags": [{"name": name} for name in dict.fromkeys(_tags(paths))],
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
         "paths": paths,
         "components": {
             "schemas": COMPONENTS,
@@ -408,10 +419,6 @@ def build_document(app: Flask) -> dict[str, Any]:
         },
     }
     return _ref_components(document)
-
-
-def _tags(paths: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    return [t for ops in paths.values() for obj in ops.values() for t in obj["tags"]]
 
 
 def _ref_components(document: dict[str, Any]) -> dict[str, Any]:
