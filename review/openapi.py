@@ -170,8 +170,9 @@ def _query_value(param: Param, raw: str) -> Any:
 
 
 def parse_query(op: Operation) -> dict[str, Any]:
-    """The declared query parameters, converted and checked; an empty value counts as absent.
-    An undeclared parameter is refused: it is most likely a typo that would filter nothing."""
+    """The declared query parameters, converted and checked. An undeclared or repeated parameter
+    is refused (most likely a typo or a client bug that would otherwise be ignored); an empty
+    text value counts as absent, an empty number, flag or choice is refused."""
     declared = {p.name for p in op.query}
     unknown = sorted(name for name in request.args if name not in declared)
     if unknown:
@@ -181,8 +182,14 @@ def parse_query(op: Operation) -> dict[str, Any]:
         )
     values: dict[str, Any] = {}
     for param in op.query:
-        raw = request.args.get(param.name, "")
-        if raw == "":
+        given = request.args.getlist(param.name)
+        if len(given) > 1:
+            raise InvalidInput(
+                f"查询参数 {param.name} 只能出现一次", code="invalid_field", field=param.name
+            )
+        raw = given[0] if given else None
+        typed = "enum" in param.schema or param.schema.get("type") in ("integer", "boolean")
+        if raw is None or (raw == "" and not typed):
             if param.required:
                 raise InvalidInput(f"缺少查询参数 {param.name}", code="required", field=param.name)
             continue

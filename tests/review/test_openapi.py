@@ -235,3 +235,24 @@ def test_an_undeclared_query_parameter_is_refused(app: Any, factory: Any) -> Non
     editor = factory.token(factory.user("editor"))
     resp = app.test_client().get("/api/v1/items?stat=draft", headers=editor)
     assert resp.status_code == 400 and resp.json["field"] == "stat"
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [
+        ("/api/v1/items?state=", "state"),  # was taken as "no filter"
+        ("/api/v1/items?state=draft&state=cleared", "state"),  # the second one was ignored
+    ],
+)
+def test_empty_or_repeated_typed_parameters_are_refused(
+    app: Any, factory: Any, url: str, field: str
+) -> None:
+    editor = factory.token(factory.user("editor"))
+    resp = app.test_client().get(url, headers=editor)
+    assert resp.status_code == 400 and resp.json["field"] == field
+
+
+def test_an_empty_text_filter_still_means_no_filter(app: Any, factory: Any) -> None:
+    auditor = factory.token(factory.user("auditor"))
+    resp = app.test_client().get("/api/v1/audit/events?action=&from=", headers=auditor)
+    assert resp.status_code == 200 and resp.json
