@@ -17,6 +17,8 @@ from review.db import db
 from review.models import Item
 from tests.e2e.conftest import free_port, shot
 
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
 
 @pytest.fixture
 def db_url(pg_url: str) -> str:

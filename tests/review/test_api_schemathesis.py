@@ -26,10 +26,13 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.conftest import GENUINE_BODY, GENUINE_TITLE, PSEUDO_BODY, PSEUDO_TITLE, submit_screened
 
+#: Examples per operation and mode; raise it for a longer (nightly) run.
+MAX_EXAMPLES = int(os.environ.get("KEPU_SCHEMATHESIS_EXAMPLES", "10"))
 # Werkzeug's test client spools a generated multipart body over 500 kB into an anonymous
 # TemporaryFile that schemathesis' WSGI transport never closes (client side, not the app's:
 # the app's upload files are named files in the media folder, closed by KepuRequest.close).
 pytestmark = [
+    pytest.mark.timeout(max(300, 30 * MAX_EXAMPLES)),  # per role
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
 ]
@@ -41,8 +44,6 @@ CHECKS = [
     negative_data_rejection,
     ignored_auth,
 ]
-#: Examples per operation and mode; raise it for a longer (nightly) run.
-MAX_EXAMPLES = int(os.environ.get("KEPU_SCHEMATHESIS_EXAMPLES", "10"))
 CONFIG = {
     "seed": 20261129,
     "generation": {"allow-x00": True, "max-examples": MAX_EXAMPLES},
