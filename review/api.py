@@ -798,7 +798,7 @@ def get_quality_sample(sample_id: int) -> Any:
 def search(query: dict[str, Any]) -> Any:
     """Full-text search (Chinese, jieba) over the caller's visible items and their decisions."""
     user = _user()
-    text = query["q"]
+    text = ops.clean_text(query["q"], "搜索词", max_chars=200)
     if not text.strip():
         raise InvalidInput("请输入搜索词", field="q")
     restrict = None

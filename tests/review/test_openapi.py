@@ -256,3 +256,17 @@ def test_an_empty_text_filter_still_means_no_filter(app: Any, factory: Any) -> N
     auditor = factory.token(factory.user("auditor"))
     resp = app.test_client().get("/api/v1/audit/events?action=&from=", headers=auditor)
     assert resp.status_code == 200 and resp.json
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/audit/events?action=item%00",
+        "/api/v1/audit/events?actor=a%00b",
+        "/api/v1/search?q=a%00",
+    ],
+)
+def test_nul_in_a_query_parameter_is_400_on_every_backend(app: Any, factory: Any, url: str) -> None:
+    auditor = factory.token(factory.user("auditor"))
+    resp = app.test_client().get(url, headers=auditor)
+    assert resp.status_code == 400 and resp.json["error"] == "invalid_text", resp.json
