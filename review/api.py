@@ -1,24 +1,31 @@
-"""JSON API under /api/v1; bearer-token authentication; errors as {"error", "message"}."""
+"""JSON API under /api/v1; bearer-token authentication; errors as {"error", "message"}.
+
+Every view declares its contract with ``@operation`` (review/openapi.py): roles, query
+parameters, request body and responses. The same declaration is enforced on each request and
+published as the OpenAPI document at ``/api/v1/openapi.json``.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, render_template, request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from expert_pool import operations as pool_ops
 from expert_pool import pool, quality
 from expert_pool.models import Assignment, Expert, Notification, QualitySample
+from review import api_schemas as S
 from review import dashboard, downloads, ledger, videos
 from review import operations as ops
+from review.api_schemas import array_of, ref
 from review.audit import AuditEvent, record_event
 from review.auth import check_password, user_for_token
 from review.db import db, utcnow
-from review.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge, Unauthorized
+from review.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from review.models import Item, Role, User
+from review.openapi import Param, Response, build_document, is_public, operation
 from review.search import search_items
 from review.web import (
     accept_video_upload,
@@ -30,17 +37,36 @@ from review.web import (
     load_item,
     notification_to_dict,
     parse_time,
-    parse_upload,
     queue_overview,
-    require_role,
     signer,
 )
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
+EDITOR = (Role.editor,)
+EXPERT = (Role.expert,)
+OVERSIGHT = (Role.auditor, Role.admin)
+ADMIN = (Role.admin,)
+
+ITEMS, REVIEWS, OWN, POOL, AUDIT, DOCS = S.TAGS
+ITEM_ID = {"item_id": "稿件编号"}
+ASSIGNMENT_ID = {"assignment_id": "审核任务编号"}
+STATE_PARAM = Param("state", S.STATE, "只列出处于该状态的稿件")
+TIME_TEXT = {"type": "string", "description": "ISO 日期或时间；不带时区按北京时间"}
+AUDIT_FILTERS = (
+    Param("action", {"type": "string", "maxLength": 100}, "动作前缀，如 item. 或 review.decided"),
+    Param("actor", {"type": "string", "maxLength": 200}, "操作者"),
+    Param("item", {"type": "string", "maxLength": 20}, "稿件编号"),
+    Param("from", TIME_TEXT, "起始时间（含）"),
+    Param("to", TIME_TEXT, "结束时间（不含）"),
+)
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
 
 @bp.before_request
 def _authenticate() -> None:
+    if is_public(request.endpoint):
+        return
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     user = user_for_token(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
@@ -53,100 +79,135 @@ def _user() -> User:
     return g.api_user  # type: ignore[no-any-return]
 
 
-def _json_body() -> dict[str, Any]:
-    limit = int(current_app.config["MAX_JSON_BYTES"])
-    too_large = TooLarge(f"JSON 请求体超过上限 {limit} 字节")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    raw = request.get_data(cache=True)
-    if len(raw) > limit:
-        raise too_large
-    if not raw:
-        return {}
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInput("请求体不是合法的 UTF-8 编码", code="invalid_encoding") from None
-    try:
-        data = json.loads(text)
-    except RecursionError:
-        raise InvalidInput("JSON 嵌套层数过深", code="invalid_json") from None
-    except ValueError:
-        raise InvalidInput("请求体不是合法的 JSON", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("请求体必须是 JSON 对象", code="invalid_json")
-    return data
-
-
 def _commit() -> None:
     db.session.commit()
 
 
+# --- the description itself -------------------------------------------------------------------
+
+
+@bp.get("/openapi.json")
+@operation(
+    summary="本接口的 OpenAPI 3.1 描述",
+    tag=DOCS,
+    public=True,
+    description="由代码中每个接口的声明生成。",
+    responses={200: Response("OpenAPI 文档", {"type": "object"})},
+)
+def openapi_document() -> Any:
+    """The OpenAPI document, built from the routes and their declared operations."""
+    return jsonify(build_document(current_app))
+
+
+@bp.get("/docs")
+@operation(
+    summary="交互式接口文档（网页）",
+    tag=DOCS,
+    public=True,
+    description="列出每个接口、参数和数据结构，可填入令牌直接试用。",
+    query=(Param("lang", {"type": "string", "enum": ["zh", "en"]}, "界面语言"),),
+    responses={200: Response("HTML 页面", {"type": "string"}, media_type="text/html")},
+)
+def docs_page(query: dict[str, Any]) -> Any:
+    """The interactive documentation page (its script reads openapi.json)."""
+    return render_template("api_docs.html")
+
+
+# --- items ------------------------------------------------------------------------------------
+
+
 @bp.post("/items")
-def create_item() -> Any:
+@operation(
+    summary="新建稿件（文章用 JSON，视频用 multipart 上传）",
+    tag=ITEMS,
+    roles=EDITOR,
+    description="文章：JSON，submit=true 时创建后立即提交审查。视频：multipart/form-data，"
+    "字段 file 为视频（MP4/WebM/MOV），subtitles 为字幕文件（SRT/WebVTT/ASS，可多个）。",
+    body=S.NEW_ARTICLE,
+    form=S.NEW_VIDEO,
+    body_required=True,
+    body_example={
+        "title": "秋季流感疫苗接种提示",
+        "body": "流感疫苗需要每年接种。",
+        "submit": True,
+    },
+    responses={
+        201: Response(
+            "已创建；视频另给出视频文件的 SHA-256",
+            S.obj({"id": S.INT, "state": S.STATE}, {"video": S.SHA256}),
+        )
+    },
+)
+def create_item(body: dict[str, Any]) -> Any:
     """Create an article (optionally submitting it at once)."""
     user = _user()
-    require_role(user, Role.editor)
     if request.mimetype == "multipart/form-data":
-        return _create_video(user)
-    data = _json_body()
-    submit = data.get("submit", False)
-    if not isinstance(submit, bool):
-        raise InvalidInput("submit 必须是布尔值", field="submit")
+        return _create_video(user, body)
     item = ops.create_item(
-        title=data.get("title"),
-        body=data.get("body", ""),
-        kind=str(data.get("kind", "article")),
+        title=body.get("title"),
+        body=body.get("body", ""),
+        kind=str(body.get("kind", "article")),
         actor=user,
-        submit=submit,
+        submit=body.get("submit", False),
     )
     _commit()
     return jsonify({"id": item.id, "state": item.state.value}), 201
 
 
-def _create_video(user: User) -> Any:
+def _create_video(user: User, form: dict[str, Any]) -> Any:
     """A video item from multipart/form-data: kind=video, title, description, submit, file,
     optional subtitles (SRT, WebVTT or ASS; several allowed)."""
-    files = parse_upload()
-    form = request.form
-    if form.get("kind", "video") != "video":
-        raise InvalidInput("multipart 上传只用于视频稿件（kind=video）", field="kind")
-    submit_raw = form.get("submit", "false").strip().lower()
-    if submit_raw not in ("true", "false", "1", "0", ""):
-        raise InvalidInput("submit 必须是 true 或 false", field="submit")
     title = form.get("title")
     ops.clean_text(title, "标题", max_chars=ops.MAX_TITLE_CHARS, required=True)
-    asset, subtitles = accept_video_upload(files, actor=user)
+    asset, subtitles = accept_video_upload(request.files, actor=user)
     item = videos.create_video_item(
         title=title,
         description=form.get("description", ""),
         asset=asset,
         subtitles=subtitles,
         actor=user,
-        submit=submit_raw in ("true", "1"),
+        submit=form.get("submit", "false") in ("true", "1"),
     )
     _commit()
     return jsonify({"id": item.id, "state": item.state.value, "video": asset.sha256}), 201
 
 
 @bp.get("/items")
-def list_items() -> Any:
+@operation(
+    summary="列出调用者可见的稿件（最新在前，最多 500 篇）",
+    tag=ITEMS,
+    query=(STATE_PARAM,),
+    responses={200: Response("稿件列表", array_of(ref("Item")))},
+)
+def list_items(query: dict[str, Any]) -> Any:
     """The caller's visible items, newest first."""
-    user = _user()
-    query = downloads.visible_items(user).order_by(Item.id.desc())
-    state = request.args.get("state")
-    if state:
-        query = query.where(Item.state == state)
-    return jsonify([item_to_dict(i) for i in db.session.scalars(query.limit(500))])
+    rows = downloads.visible_items(_user()).order_by(Item.id.desc())
+    if "state" in query:
+        rows = rows.where(Item.state == query["state"])
+    return jsonify([item_to_dict(i) for i in db.session.scalars(rows.limit(500))])
 
 
 @bp.get("/items/<int:item_id>")
+@operation(
+    summary="读取一篇稿件：状态、机器筛查发现、审核任务、专家结论和发布回执",
+    tag=ITEMS,
+    path_params=ITEM_ID,
+    responses={200: Response("稿件详情", ref("ItemDetail"))},
+)
 def get_item(item_id: int) -> Any:
     """One item with its screening, assignments, decisions and publication."""
     return jsonify(item_to_dict(load_item(_user(), item_id), detail=True))
 
 
 @bp.post("/items/<int:item_id>/submit")
+@operation(
+    summary="提交草稿进入机器筛查",
+    tag=ITEMS,
+    roles=EDITOR,
+    path_params=ITEM_ID,
+    errors=(409,),
+    responses={202: Response("已提交，等待筛查", ref("StateChange"))},
+)
 def submit_item(item_id: int) -> Any:
     """Submit a draft for screening."""
     user = _user()
@@ -157,39 +218,61 @@ def submit_item(item_id: int) -> Any:
 
 
 @bp.post("/items/<int:item_id>/revise")
-def revise_item(item_id: int) -> Any:
+@operation(
+    summary="修改稿件：草稿原地修改，其余状态生成新版本并重新筛查",
+    tag=ITEMS,
+    roles=EDITOR,
+    path_params=ITEM_ID,
+    body=S.REVISION,
+    errors=(409,),
+    responses={200: Response("修改后的稿件", ref("Item"))},
+)
+def revise_item(item_id: int, body: dict[str, Any]) -> Any:
     """Edit the item: a draft in place; otherwise a new version that is screened again."""
     user = _user()
     item = load_item(user, item_id)
-    data = _json_body()
+    title, text = body.get("title", item.title), body.get("body", item.body)
     if item.state.value == "draft":
-        ops.update_draft(
-            item, title=data.get("title", item.title), body=data.get("body", item.body), actor=user
-        )
+        ops.update_draft(item, title=title, body=text, actor=user)
     else:
-        ops.revise_item(
-            item, title=data.get("title", item.title), body=data.get("body", item.body), actor=user
-        )
+        ops.revise_item(item, title=title, body=text, actor=user)
     _commit()
     return jsonify(item_to_dict(item)), 200
 
 
 @bp.post("/items/<int:item_id>/withdraw")
-def withdraw_item(item_id: int) -> Any:
+@operation(
+    summary="撤回尚未发布的稿件",
+    tag=ITEMS,
+    roles=EDITOR,
+    path_params=ITEM_ID,
+    body=S.OPTIONAL_REASON,
+    errors=(409,),
+    responses={200: Response("已撤回", ref("StateChange"))},
+)
+def withdraw_item(item_id: int, body: dict[str, Any]) -> Any:
     """Withdraw an unpublished item."""
     user = _user()
     item = load_item(user, item_id)
-    ops.withdraw_item(item, actor=user, reason=str(_json_body().get("reason", "")))
+    ops.withdraw_item(item, actor=user, reason=body.get("reason", ""))
     _commit()
     return jsonify({"id": item.id, "state": item.state.value})
 
 
 @bp.post("/items/<int:item_id>/publish")
-def publish_item(item_id: int) -> Any:
+@operation(
+    summary="发布初筛通过或审核通过的版本，返回签名的发布回执",
+    tag=ITEMS,
+    roles=EDITOR,
+    path_params=ITEM_ID,
+    body=S.PUBLISH,
+    errors=(409,),
+    responses={200: Response("发布回执", S.obj({"receipt": ref("Receipt")}))},
+)
+def publish_item(item_id: int, body: dict[str, Any]) -> Any:
     """Publish a cleared or approved version; returns the signed receipt."""
     user = _user()
     item = load_item(user, item_id)
-    data = _json_body()
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= 100 and key.isprintable()):
         raise InvalidInput("Idempotency-Key 须为 1–100 个可打印字符", field="Idempotency-Key")
@@ -200,7 +283,7 @@ def publish_item(item_id: int) -> Any:
             item,
             actor=user,
             signer=signer(),
-            content_sha256=data.get("content_sha256"),
+            content_sha256=body.get("content_sha256"),
             idempotency_key=key,
         )
         _commit()
@@ -222,6 +305,18 @@ def _replayed(pub: Any) -> Any:
 
 
 @bp.get("/items/<int:item_id>/receipt")
+@operation(
+    summary="下载发布回执和核验签名用的公钥",
+    tag=ITEMS,
+    path_params=ITEM_ID,
+    description="尚未发布的稿件返回 404（error=not_published）。",
+    responses={
+        200: Response(
+            "回执（Ed25519 签名）与 PEM 公钥",
+            S.obj({"receipt": ref("Receipt"), "public_key": S.STR}),
+        )
+    },
+)
 def get_receipt(item_id: int) -> Any:
     """The signed publication receipt and the public key to check it."""
     item = load_item(_user(), item_id)
@@ -231,12 +326,39 @@ def get_receipt(item_id: int) -> Any:
     return jsonify({"receipt": pub.receipt, "public_key": signer().public_pem()})
 
 
+@bp.post("/items/<int:item_id>/appeal")
+@operation(
+    summary="对驳回提出申诉（一次），由未参与过的专家重审",
+    tag=ITEMS,
+    roles=EDITOR,
+    path_params=ITEM_ID,
+    body=S.WITH_REASON,
+    body_required=True,
+    errors=(409,),
+    responses={200: Response("申诉后的稿件", ref("Item"))},
+)
+def appeal_item(item_id: int, body: dict[str, Any]) -> Any:
+    """Appeal a rejection once; different experts review it."""
+    user = _user()
+    item = load_item(user, item_id)
+    pool_ops.appeal(item, actor=user, reason=body.get("reason"), deadlines=deadlines())
+    _commit()
+    return jsonify(item_to_dict(item))
+
+
+# --- experts' reviews -------------------------------------------------------------------------
+
+
 @bp.get("/assignments")
+@operation(
+    summary="我的审核任务（专家，最新在前）",
+    tag=REVIEWS,
+    roles=EXPERT,
+    responses={200: Response("审核任务列表", array_of(ref("Assignment")))},
+)
 def list_assignments() -> Any:
     """The caller's assignments (experts), newest first."""
-    user = _user()
-    require_role(user, Role.expert)
-    expert = Expert.for_user(user)
+    expert = Expert.for_user(_user())
     if expert is None:
         return jsonify([])
     rows = db.session.scalars(
@@ -246,10 +368,17 @@ def list_assignments() -> Any:
 
 
 @bp.post("/assignments/<int:assignment_id>/accept")
+@operation(
+    summary="接受审核邀请",
+    tag=REVIEWS,
+    roles=EXPERT,
+    path_params=ASSIGNMENT_ID,
+    errors=(409,),
+    responses={200: Response("审核任务", ref("Assignment"))},
+)
 def accept_assignment(assignment_id: int) -> Any:
     """Accept an offered review."""
     user = _user()
-    require_role(user, Role.expert)
     assignment = load_assignment(user, assignment_id)
     pool_ops.accept_assignment(assignment, actor=user, deadlines=deadlines())
     _commit()
@@ -257,28 +386,56 @@ def accept_assignment(assignment_id: int) -> Any:
 
 
 @bp.post("/assignments/<int:assignment_id>/decline")
-def decline_assignment(assignment_id: int) -> Any:
+@operation(
+    summary="谢绝审核邀请（须写原因），稿件转给下一位合适的专家",
+    tag=REVIEWS,
+    roles=EXPERT,
+    path_params=ASSIGNMENT_ID,
+    body=S.WITH_REASON,
+    body_required=True,
+    errors=(409,),
+    responses={200: Response("审核任务", ref("Assignment"))},
+)
+def decline_assignment(assignment_id: int, body: dict[str, Any]) -> Any:
     """Decline an offer with a reason; the version goes to the next eligible expert."""
     user = _user()
-    require_role(user, Role.expert)
     assignment = load_assignment(user, assignment_id)
     pool_ops.decline_assignment(
-        assignment, actor=user, reason=_json_body().get("reason"), deadlines=deadlines()
+        assignment, actor=user, reason=body.get("reason"), deadlines=deadlines()
     )
     _commit()
     return jsonify(assignment.to_dict())
 
 
 @bp.post("/assignments/<int:assignment_id>/decision")
-def decide(assignment_id: int) -> Any:
+@operation(
+    summary="签署审核结论（须重新输入登录密码）",
+    tag=REVIEWS,
+    roles=EXPERT,
+    path_params=ASSIGNMENT_ID,
+    description="驳回和要求修改须填写 comment，驳回至少一条 references。"
+    "密码错误返回 403（error=password_required）。",
+    body=S.DECISION,
+    body_required=True,
+    errors=(409,),
+    responses={
+        200: Response(
+            "已签署",
+            S.obj(
+                {
+                    "id": S.INT,
+                    "decision": S.COMPONENTS["Decision"]["properties"]["decision"],
+                    "item_state": S.nullable(S.STATE),
+                }
+            ),
+        )
+    },
+)
+def decide(assignment_id: int, body: dict[str, Any]) -> Any:
     """Sign a decision; the password must be entered again."""
     user = _user()
-    require_role(user, Role.expert)
     assignment = load_assignment(user, assignment_id)
-    data = _json_body()
-    password = data.get("password")
-    password_ok = isinstance(password, str) and check_password(user, password)
-    if not password_ok:
+    if not check_password(user, body["password"]):
         record_event(
             "review.signature_refused",
             actor=user,
@@ -290,18 +447,17 @@ def decide(assignment_id: int) -> Any:
         raise Forbidden(
             "密码确认失败：签署审核结论需要重新输入您的登录密码", code="password_required"
         )
-    expected = data.get("lock_version")
     decision = pool_ops.decide(
         assignment,
         actor=user,
-        decision=data.get("decision"),
-        comment=data.get("comment", ""),
-        references=data.get("references", []),
-        finding_verdicts=data.get("finding_verdicts", {}),
+        decision=body["decision"],
+        comment=body.get("comment", ""),
+        references=body.get("references", []),
+        finding_verdicts=body.get("finding_verdicts", {}),
         password_ok=True,
         signer=signer(),
         deadlines=deadlines(),
-        expected_lock_version=expected if isinstance(expected, int) else None,
+        expected_lock_version=body.get("lock_version"),
     )
     _commit()
     item = db.session.get(Item, assignment.item_id)
@@ -314,18 +470,156 @@ def decide(assignment_id: int) -> Any:
     )
 
 
-@bp.get("/audit/events")
-def audit_events() -> Any:
-    """Ledger events after ``after`` (auditors and admins)."""
+@bp.post("/assignments/claim")
+@operation(
+    summary="认领模式：领取本人领域里等待最久的稿件",
+    tag=REVIEWS,
+    roles=EXPERT,
+    responses={
+        200: Response(
+            "暂无可认领的稿件", S.obj({"assignment": {"type": "null"}, "message": S.STR})
+        ),
+        201: Response("已认领", S.obj({"assignment": ref("Assignment")})),
+    },
+)
+def claim_next() -> Any:
+    """Pull mode: take the oldest waiting version in the caller's domains."""
+    assignment = pool_ops.claim_next(_user(), deadlines=deadlines())
+    _commit()
+    if assignment is None:
+        return jsonify({"assignment": None, "message": "暂无可认领的稿件"})
+    return jsonify({"assignment": assignment.to_dict()}), 201
+
+
+# --- notifications ----------------------------------------------------------------------------
+
+
+@bp.get("/notifications")
+@operation(
+    summary="我的通知（最新在前，最多 200 条）",
+    tag=OWN,
+    query=(Param("unread", S.BOOL, "true：只列未读"),),
+    responses={200: Response("通知列表", array_of(ref("Notification")))},
+)
+def list_notifications(query: dict[str, Any]) -> Any:
+    """The caller's notifications, newest first (``?unread=1`` for unread only)."""
+    rows = select(Notification).where(Notification.user_id == _user().id)
+    if query.get("unread"):
+        rows = rows.where(Notification.read_at.is_(None))
+    notes = db.session.scalars(rows.order_by(Notification.id.desc()).limit(200))
+    return jsonify([notification_to_dict(n) for n in notes])
+
+
+@bp.post("/notifications/<int:note_id>/read")
+@operation(
+    summary="把一条通知标为已读",
+    tag=OWN,
+    path_params={"note_id": "通知编号"},
+    responses={200: Response("通知", ref("Notification"))},
+)
+def read_notification(note_id: int) -> Any:
+    """Mark one notification read."""
+    note = db.session.get(Notification, note_id)
+    if note is None or note.user_id != _user().id:
+        raise NotFound("找不到该通知")
+    if note.read_at is None:
+        note.read_at = utcnow()
+        _commit()
+    return jsonify(notification_to_dict(note))
+
+
+# --- expert pool and queue --------------------------------------------------------------------
+
+
+@bp.get("/experts")
+@operation(
+    summary="专家库及每位专家当前的审核负荷",
+    tag=POOL,
+    roles=OVERSIGHT,
+    responses={200: Response("专家列表", array_of(ref("Expert")))},
+)
+def list_experts() -> Any:
+    """The pool with load (admins and auditors)."""
+    loads = pool.expert_loads()
+    rows = db.session.scalars(select(Expert).order_by(Expert.id))
+    return jsonify([expert_to_dict(e, loads.get(e.id, 0)) for e in rows])
+
+
+@bp.patch("/experts/<int:expert_id>")
+@operation(
+    summary="修改专家的库内信息（管理员）",
+    tag=POOL,
+    roles=ADMIN,
+    path_params={"expert_id": "专家编号"},
+    body=S.EXPERT_PATCH,
+    responses={200: Response("修改后的专家", ref("Expert"))},
+)
+def patch_expert(expert_id: int, body: dict[str, Any]) -> Any:
+    """Change an expert's pool fields (admins)."""
     user = _user()
-    require_role(user, Role.auditor, Role.admin)
-    try:
-        after = int(request.args.get("after", -1))
-        limit = min(int(request.args.get("limit", 500)), 5000)
-    except ValueError:
-        raise InvalidInput("after 和 limit 必须是整数") from None
+    expert = pool_ops.get_expert(expert_id)
+    for key in ("leave_from", "leave_until"):
+        if body.get(key):
+            body[key] = parse_time(body[key], key)
+    pool.update_expert(expert, body, actor=user)
+    _commit()
+    return jsonify(expert_to_dict(expert, pool.expert_loads().get(expert.id, 0)))
+
+
+@bp.post("/items/<int:item_id>/assign")
+@operation(
+    summary="管理员把等待中的版本指派给指定专家",
+    tag=POOL,
+    roles=ADMIN,
+    path_params=ITEM_ID,
+    body=S.ASSIGN,
+    body_required=True,
+    errors=(409,),
+    responses={201: Response("新的审核任务", ref("Assignment"))},
+)
+def admin_assign(item_id: int, body: dict[str, Any]) -> Any:
+    """An admin hands a waiting version to a chosen expert."""
+    user = _user()
+    item = load_item(user, item_id)
+    assignment = pool_ops.admin_assign(
+        item, pool_ops.get_expert(body["expert_id"]), actor=user, deadlines=deadlines()
+    )
+    _commit()
+    return jsonify(assignment.to_dict()), 201
+
+
+@bp.get("/queue")
+@operation(
+    summary="审核队列：等待中的版本、落选原因和逾期任务",
+    tag=POOL,
+    roles=OVERSIGHT,
+    responses={200: Response("队列概况", ref("Queue"))},
+)
+def queue() -> Any:
+    """Waiting versions with waiting time and who was refused why; overdue assignments (admins)."""
+    return jsonify(queue_overview())
+
+
+# --- audit and oversight ----------------------------------------------------------------------
+
+
+@bp.get("/audit/events")
+@operation(
+    summary="审计账本事件（按序号递增）",
+    tag=AUDIT,
+    roles=OVERSIGHT,
+    query=(
+        Param("after", {"type": "integer", "minimum": -1, "maximum": 2**53}, "只列序号大于它的"),
+        Param("limit", {"type": "integer", "minimum": 1, "maximum": 2**53}, "最多条数（≤5000）"),
+        *AUDIT_FILTERS,
+    ),
+    responses={200: Response("事件列表", array_of(ref("AuditEvent")))},
+)
+def audit_events(query: dict[str, Any]) -> Any:
+    """Ledger events after ``after`` (auditors and admins)."""
+    after, limit = query.get("after", -1), min(query.get("limit", 500), 5000)
     rows = db.session.scalars(
-        downloads.audit_query(request.args).where(AuditEvent.seq > after).limit(limit)
+        downloads.audit_query(query).where(AuditEvent.seq > after).limit(limit)
     )
     return jsonify(
         [
@@ -343,107 +637,15 @@ def audit_events() -> Any:
     )
 
 
-@bp.post("/items/<int:item_id>/appeal")
-def appeal_item(item_id: int) -> Any:
-    """Appeal a rejection once; different experts review it."""
-    user = _user()
-    require_role(user, Role.editor)
-    item = load_item(user, item_id)
-    pool_ops.appeal(item, actor=user, reason=_json_body().get("reason"), deadlines=deadlines())
-    _commit()
-    return jsonify(item_to_dict(item))
-
-
-@bp.post("/assignments/claim")
-def claim_next() -> Any:
-    """Pull mode: take the oldest waiting version in the caller's domains."""
-    user = _user()
-    require_role(user, Role.expert)
-    assignment = pool_ops.claim_next(user, deadlines=deadlines())
-    _commit()
-    if assignment is None:
-        return jsonify({"assignment": None, "message": "暂无可认领的稿件"})
-    return jsonify({"assignment": assignment.to_dict()}), 201
-
-
-@bp.get("/notifications")
-def list_notifications() -> Any:
-    """The caller's notifications, newest first (``?unread=1`` for unread only)."""
-    user = _user()
-    query = select(Notification).where(Notification.user_id == user.id)
-    if request.args.get("unread"):
-        query = query.where(Notification.read_at.is_(None))
-    rows = db.session.scalars(query.order_by(Notification.id.desc()).limit(200))
-    return jsonify([notification_to_dict(n) for n in rows])
-
-
-@bp.post("/notifications/<int:note_id>/read")
-def read_notification(note_id: int) -> Any:
-    """Mark one notification read."""
-    user = _user()
-    note = db.session.get(Notification, note_id)
-    if note is None or note.user_id != user.id:
-        raise NotFound("找不到该通知")
-    if note.read_at is None:
-        note.read_at = utcnow()
-        _commit()
-    return jsonify(notification_to_dict(note))
-
-
-@bp.get("/experts")
-def list_experts() -> Any:
-    """The pool with load (admins and auditors)."""
-    user = _user()
-    require_role(user, Role.admin, Role.auditor)
-    loads = pool.expert_loads()
-    rows = db.session.scalars(select(Expert).order_by(Expert.id))
-    return jsonify([expert_to_dict(e, loads.get(e.id, 0)) for e in rows])
-
-
-@bp.patch("/experts/<int:expert_id>")
-def patch_expert(expert_id: int) -> Any:
-    """Change an expert's pool fields (admins)."""
-    user = _user()
-    require_role(user, Role.admin)
-    expert = pool_ops.get_expert(expert_id)
-    data = _json_body()
-    for key in ("leave_from", "leave_until"):
-        if data.get(key):
-            data[key] = parse_time(data[key], key)
-    pool.update_expert(expert, data, actor=user)
-    _commit()
-    return jsonify(expert_to_dict(expert, pool.expert_loads().get(expert.id, 0)))
-
-
-@bp.post("/items/<int:item_id>/assign")
-def admin_assign(item_id: int) -> Any:
-    """An admin hands a waiting version to a chosen expert."""
-    user = _user()
-    require_role(user, Role.admin)
-    item = load_item(user, item_id)
-    expert_id = _json_body().get("expert_id")
-    if not isinstance(expert_id, int):
-        raise InvalidInput("expert_id 必须是整数", field="expert_id")
-    assignment = pool_ops.admin_assign(
-        item, pool_ops.get_expert(expert_id), actor=user, deadlines=deadlines()
-    )
-    _commit()
-    return jsonify(assignment.to_dict()), 201
-
-
-@bp.get("/queue")
-def queue() -> Any:
-    """Waiting versions with waiting time and who was refused why; overdue assignments (admins)."""
-    user = _user()
-    require_role(user, Role.admin, Role.auditor)
-    return jsonify(queue_overview())
-
-
 @bp.get("/audit/checkpoints")
+@operation(
+    summary="已签名的账本检查点（最新在前）；审计人员应在系统外保存副本",
+    tag=AUDIT,
+    roles=OVERSIGHT,
+    responses={200: Response("检查点列表", array_of(ref("Checkpoint")))},
+)
 def list_checkpoints() -> Any:
     """Signed checkpoints, newest first (auditors and admins keep copies outside the system)."""
-    user = _user()
-    require_role(user, Role.auditor, Role.admin)
     rows = db.session.scalars(
         select(ledger.AuditCheckpoint).order_by(ledger.AuditCheckpoint.tree_size.desc()).limit(500)
     )
@@ -462,100 +664,146 @@ def list_checkpoints() -> Any:
 
 
 @bp.post("/audit/checkpoints")
+@operation(
+    summary="立即签署一个账本检查点",
+    tag=AUDIT,
+    roles=OVERSIGHT,
+    responses={
+        201: Response("新检查点", S.obj({"tree_size": S.INT, "root_hash": S.STR, "note": S.STR}))
+    },
+)
 def make_checkpoint() -> Any:
     """Sign a checkpoint now (auditors and admins)."""
-    user = _user()
-    require_role(user, Role.auditor, Role.admin)
     row = ledger.create_checkpoint(
-        signer=signer(), origin=str(current_app.config["LEDGER_ORIGIN"]), actor=user
+        signer=signer(), origin=str(current_app.config["LEDGER_ORIGIN"]), actor=_user()
     )
     _commit()
     return jsonify({"tree_size": row.tree_size, "root_hash": row.root_hash, "note": row.note}), 201
 
 
 @bp.get("/audit/public-key")
+@operation(
+    summary="签署检查点、审核结论和发布回执的 Ed25519 公钥（PEM）",
+    tag=AUDIT,
+    roles=OVERSIGHT,
+    responses={200: Response("PEM 公钥", S.STR, media_type="application/x-pem-file")},
+)
 def public_key() -> Any:
     """The Ed25519 public key that signs checkpoints, decisions and receipts."""
-    require_role(_user(), Role.auditor, Role.admin)
     return current_app.response_class(signer().public_pem(), mimetype="application/x-pem-file")
 
 
 @bp.post("/items/<int:item_id>/rereview")
-def rereview_item(item_id: int) -> Any:
+@operation(
+    summary="要求重新审核：由未参与过的专家再审一次",
+    tag=AUDIT,
+    roles=OVERSIGHT,
+    path_params=ITEM_ID,
+    body=S.WITH_REASON,
+    body_required=True,
+    errors=(409,),
+    responses={200: Response("稿件", ref("Item"))},
+)
+def rereview_item(item_id: int, body: dict[str, Any]) -> Any:
     """Auditors and admins: ask experts not involved before to review the decision again."""
     user = _user()
-    require_role(user, Role.auditor, Role.admin)
     item = load_item(user, item_id)
-    pool_ops.request_rereview(
-        item, actor=user, reason=_json_body().get("reason"), deadlines=deadlines()
-    )
+    pool_ops.request_rereview(item, actor=user, reason=body.get("reason"), deadlines=deadlines())
     _commit()
     return jsonify(item_to_dict(item))
 
 
 @bp.post("/items/<int:item_id>/recall")
-def recall_item(item_id: int) -> Any:
+@operation(
+    summary="下架已发布的稿件（须写原因）",
+    tag=AUDIT,
+    roles=OVERSIGHT,
+    path_params=ITEM_ID,
+    body=S.WITH_REASON,
+    body_required=True,
+    errors=(409,),
+    responses={200: Response("稿件", ref("Item"))},
+)
+def recall_item(item_id: int, body: dict[str, Any]) -> Any:
     """Auditors and admins: take a published item down (下架) with a reason."""
     user = _user()
-    require_role(user, Role.auditor, Role.admin)
     item = load_item(user, item_id)
-    pool_ops.recall_item(item, actor=user, reason=_json_body().get("reason"))
+    pool_ops.recall_item(item, actor=user, reason=body.get("reason"))
     _commit()
     return jsonify(item_to_dict(item))
 
 
 @bp.get("/dashboard")
-def dashboard_figures() -> Any:
+@operation(
+    summary="仪表盘数字：量、标记率、结论、周转时间、按领域/单位/专家/规则",
+    tag=AUDIT,
+    roles=OVERSIGHT,
+    query=(
+        Param("from", TIME_TEXT, "起始时间"),
+        Param("to", TIME_TEXT, "结束时间"),
+        Param("domain", {"type": "string", "maxLength": 100}, "只看该领域"),
+        Param("unit", {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}, "只看该单位编号"),
+    ),
+    responses={200: Response("仪表盘数字", ref("Dashboard"))},
+)
+def dashboard_figures(query: dict[str, Any]) -> Any:
     """Dashboard figures (auditors, admins): ``from``, ``to``, optional ``domain`` and ``unit``."""
-    user = _user()
-    require_role(user, Role.auditor, Role.admin)
-    start = parse_time(request.args["from"], "from") if request.args.get("from") else None
-    end = parse_time(request.args["to"], "to") if request.args.get("to") else None
-    unit = request.args.get("unit")
-    if unit is not None and not unit.isdigit():
-        raise InvalidInput("unit 必须是单位编号", field="unit")
+    start = parse_time(query["from"], "from") if "from" in query else None
+    end = parse_time(query["to"], "to") if "to" in query else None
     return jsonify(
         dashboard.figures(
-            dashboard.Period(start, end),
-            domain=request.args.get("domain") or None,
-            unit_id=int(unit) if unit else None,
+            dashboard.Period(start, end), domain=query.get("domain"), unit_id=query.get("unit")
         )
     )
 
 
 @bp.post("/quality/samples")
-def draw_quality_sample() -> Any:
+@operation(
+    summary="质检：随机抽取已有结论的版本，交给未参与的专家复核",
+    tag=AUDIT,
+    roles=OVERSIGHT,
+    body=S.QUALITY_SAMPLE,
+    responses={201: Response("抽样", ref("QualitySample"))},
+)
+def draw_quality_sample(body: dict[str, Any]) -> Any:
     """质检: draw decided versions at random for re-review (auditors and admins)."""
-    user = _user()
-    require_role(user, Role.auditor, Role.admin)
-    data = _json_body()
-    size = data.get("size", 10)
-    if not isinstance(size, int):
-        raise InvalidInput("size 必须是整数", field="size")
-    start = parse_time(data["from"], "from") if data.get("from") else None
-    end = parse_time(data["to"], "to") if data.get("to") else None
-    domain = data.get("domain") or None
-    if domain is not None and not isinstance(domain, str):
-        raise InvalidInput("domain 必须是文本", field="domain")
+    start = parse_time(body["from"], "from") if body.get("from") else None
+    end = parse_time(body["to"], "to") if body.get("to") else None
     sample = quality.draw_sample(
-        actor=user, size=size, start=start, end=end, domain=domain, deadlines=deadlines()
+        actor=_user(),
+        size=body.get("size", 10),
+        start=start,
+        end=end,
+        domain=body.get("domain") or None,
+        deadlines=deadlines(),
     )
     _commit()
     return jsonify(quality.sample_report(sample)), 201
 
 
 @bp.get("/quality/samples")
+@operation(
+    summary="所有质检抽样及其进度和推翻率",
+    tag=AUDIT,
+    roles=OVERSIGHT,
+    responses={200: Response("抽样列表", array_of(ref("QualitySample")))},
+)
 def list_quality_samples() -> Any:
     """Every sample with its progress and overturn rate."""
-    require_role(_user(), Role.auditor, Role.admin)
     rows = db.session.scalars(select(QualitySample).order_by(QualitySample.id.desc()).limit(200))
     return jsonify([quality.sample_report(s) for s in rows])
 
 
 @bp.get("/quality/samples/<int:sample_id>")
+@operation(
+    summary="一次质检抽样的每项复核",
+    tag=AUDIT,
+    roles=OVERSIGHT,
+    path_params={"sample_id": "抽样编号"},
+    responses={200: Response("抽样", ref("QualitySample"))},
+)
 def get_quality_sample(sample_id: int) -> Any:
     """One sample with every check."""
-    require_role(_user(), Role.auditor, Role.admin)
     sample = db.session.get(QualitySample, sample_id)
     if sample is None:
         raise NotFound("找不到该质检抽样")
@@ -563,37 +811,91 @@ def get_quality_sample(sample_id: int) -> Any:
 
 
 @bp.get("/search")
-def search() -> Any:
+@operation(
+    summary="全文检索（中文分词）调用者可见的稿件及其审核结论",
+    tag=ITEMS,
+    query=(
+        Param("q", {"type": "string", "maxLength": 200}, "搜索词", required=True),
+        STATE_PARAM,
+    ),
+    responses={200: Response("匹配的稿件", array_of(ref("Item")))},
+)
+def search(query: dict[str, Any]) -> Any:
     """Full-text search (Chinese, jieba) over the caller's visible items and their decisions."""
     user = _user()
-    query = request.args.get("q", "")
-    if not query.strip():
+    text = ops.clean_text(query["q"], "搜索词", max_chars=200)
+    if not text.strip():
         raise InvalidInput("请输入搜索词", field="q")
-    ops.clean_text(query, "搜索词", max_chars=200)
     restrict = None
     if not user.has_role(Role.auditor, Role.admin):
         restrict = downloads.visible_items(user).with_only_columns(Item.id)
-    ids = search_items(query, restrict=restrict)
+    ids = search_items(text, restrict=restrict)
     items = {i.id: i for i in db.session.scalars(select(Item).where(Item.id.in_(ids)))}
-    state = request.args.get("state")
+    state = query.get("state")
     rows = [items[i] for i in ids if i in items and (not state or items[i].state.value == state)]
     return jsonify([item_to_dict(i) for i in rows])
 
 
-@bp.get("/export/<kind>.<fmt>")
-def export(kind: str, fmt: str) -> Any:
-    """Items (visible ones), audit log, dashboard workbook: CSV or XLSX; each download audited."""
+# --- exports (each download is an audit event) ------------------------------------------------
+
+
+def _send(kind: str, fmt: str, query: dict[str, Any]) -> Any:
     user = _user()
-    if kind in ("audit", "dashboard"):
-        require_role(user, Role.auditor, Role.admin)
-    return downloads.send(
-        downloads.build(kind, fmt, user, request.args), user=user, filters=request.args
-    )
+    filters = {k: str(v) for k, v in query.items()}
+    return downloads.send(downloads.build(kind, fmt, user, filters), user=user, filters=filters)
+
+
+@bp.get("/export/items.<any(csv, xlsx):fmt>")
+@operation(
+    summary="导出调用者可见的稿件（CSV 带 BOM，或 XLSX）",
+    tag=AUDIT,
+    path_params={"fmt": "文件格式"},
+    query=(STATE_PARAM,),
+    responses={200: Response("CSV 或 XLSX 文件", S.FILE, "text/csv")},
+)
+def export_items(fmt: str, query: dict[str, Any]) -> Any:
+    """Visible items as CSV or XLSX; the download is audited."""
+    return _send("items", fmt, query)
+
+
+@bp.get("/export/audit.<any(csv, xlsx):fmt>")
+@operation(
+    summary="导出审计日志（CSV 或 XLSX）",
+    tag=AUDIT,
+    roles=OVERSIGHT,
+    path_params={"fmt": "文件格式"},
+    query=AUDIT_FILTERS,
+    responses={200: Response("CSV 或 XLSX 文件", S.FILE, "text/csv")},
+)
+def export_audit(fmt: str, query: dict[str, Any]) -> Any:
+    """The audit log as CSV or XLSX (filters as for /audit/events); audited."""
+    return _send("audit", fmt, query)
+
+
+@bp.get("/export/dashboard.xlsx")
+@operation(
+    summary="导出仪表盘工作簿（XLSX）",
+    tag=AUDIT,
+    roles=OVERSIGHT,
+    query=(
+        Param("from", TIME_TEXT, "起始时间"),
+        Param("to", TIME_TEXT, "结束时间"),
+        Param("domain", {"type": "string", "maxLength": 100}, "只看该领域"),
+    ),
+    responses={200: Response("XLSX 文件", S.FILE, XLSX)},
+)
+def export_dashboard(query: dict[str, Any]) -> Any:
+    """The dashboard workbook; audited."""
+    return _send("dashboard", "xlsx", query)
 
 
 @bp.get("/audit/export.zip")
+@operation(
+    summary="账本导出包（事件、检查点、公钥），供离线 kepu audit verify 核验",
+    tag=AUDIT,
+    roles=OVERSIGHT,
+    responses={200: Response("ZIP 文件", S.FILE, "application/zip")},
+)
 def export_ledger() -> Any:
     """The ledger bundle (events, checkpoints, public key) for offline `kepu audit verify`."""
-    user = _user()
-    require_role(user, Role.auditor, Role.admin)
-    return downloads.send(downloads.build("ledger", "zip", user, {}), user=user, filters={})
+    return _send("ledger", "zip", {})

@@ -17,6 +17,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 import config
 from review import i18n, logs
@@ -97,6 +98,14 @@ class KepuRequest(Request):
                 upload.close()
 
 
+class TableId(IntegerConverter):
+    """An ``<int:...>`` URL part: a non-negative integer within a 32-bit id column."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     """SQLite: WAL, foreign keys, waiting on locks; transactions begun explicitly (see below)."""
     dbapi_connection.isolation_level = None
@@ -136,6 +145,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
         # The client address (per-address sign-in limits) and scheme behind trusted proxies.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    # Every <int:...> in a URL is a table id: one beyond PostgreSQL's integer range would reach
+    # the database and fail there (500); as a route that does not match it is a plain 404.
+    app.url_map.converters["int"] = TableId
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
     db.init_app(app)

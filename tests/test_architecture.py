@@ -14,6 +14,7 @@ OURS = {"review", "rules", "expert_pool", "workers", "config", "tests", "migrati
 REVIEW_BOUNDARY = {
     "views",
     "api",
+    "api_schemas",  # the API's schemas take the pool's enumerations (verdicts, notify modes)
     "web",
     "cli",
     "demo",

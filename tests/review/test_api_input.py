@@ -32,7 +32,7 @@ def _items() -> int:
         (b'{"title": 12}', 400, "invalid_field"),
         (b'{"title": "' + b"x" * 600 + b'"}', 400, "too_long"),
         (b"[" * 200_000 + b"]" * 200_000, 400, "invalid_json"),
-        (b'{"title": "t", "submit": "yes"}', 400, "invalid_input"),
+        (b'{"title": "t", "submit": "yes"}', 400, "invalid_field"),  # a type error, as for title
         (b'{"title": "t", "kind": "podcast"}', 400, "invalid_field"),
     ],
 )
