@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -17,6 +16,7 @@ from review.audit import AuditEvent, record_event
 from review.auth import check_password, user_for_token
 from review.db import db, utcnow
 from review.errors import Forbidden, InvalidInput, NotFound, TooLarge, Unauthorized
+from review.inputs import parse_json
 from review.models import Item, Role, User
 from review.search import search_items
 from review.web import (
@@ -53,27 +53,20 @@ def _user() -> User:
 
 
 def _json_body() -> dict[str, Any]:
+    cached = request.environ.get("kepu.json")  # the stream can be read once per request
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     limit = int(current_app.config["MAX_JSON_BYTES"])
     too_large = TooLarge(f"JSON 请求体超过上限 {limit} 字节")
     if request.content_length is not None and request.content_length > limit:
         raise too_large
-    raw = request.get_data(cache=True)
+    raw = request.stream.read(limit + 1)  # bounded even without a Content-Length (chunked)
     if len(raw) > limit:
         raise too_large
-    if not raw:
-        return {}
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInput("请求体不是合法的 UTF-8 编码", code="invalid_encoding") from None
-    try:
-        data = json.loads(text)
-    except RecursionError:
-        raise InvalidInput("JSON 嵌套层数过深", code="invalid_json") from None
-    except ValueError:
-        raise InvalidInput("请求体不是合法的 JSON", code="invalid_json") from None
+    data: Any = parse_json(raw, content_type=request.content_type) if raw.strip() else {}
     if not isinstance(data, dict):
         raise InvalidInput("请求体必须是 JSON 对象", code="invalid_json")
+    request.environ["kepu.json"] = data
     return data
 
 
