@@ -106,12 +106,11 @@ def _create_video(user: User) -> Any:
     submit_raw = form.get("submit", "false").strip().lower()
     if submit_raw not in ("true", "false", "1", "0", ""):
         raise InvalidInput("submit 必须是 true 或 false", field="submit")
-    title = form.get("title")
-    ops.clean_text(title, "标题", max_chars=ops.MAX_TITLE_CHARS, required=True)
-    asset, subtitles = accept_video_upload(files, actor=user)
+    title, description = form.get("title"), form.get("description", "")
+    asset, subtitles = accept_video_upload(files, actor=user, title=title, description=description)
     item = videos.create_video_item(
         title=title,
-        description=form.get("description", ""),
+        description=description,
         asset=asset,
         subtitles=subtitles,
         actor=user,

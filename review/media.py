@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 PROBE_TIMEOUT = 60
+#: Largest accepted picture: 8K UHD (7680×4320), either orientation.
+MAX_DIMENSION = 7680
+MAX_PIXELS = 7680 * 4320
 CONTAINERS = ("mp4", "mov", "webm")
 MIME_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "webm": "video/webm"}
 VIDEO_CODECS = {
@@ -265,6 +268,15 @@ def describe(data: dict[str, Any], *, sha256: str, size: int) -> VideoInfo:
     width, height = int(video.get("width") or 0), int(video.get("height") or 0)
     if width <= 0 or height <= 0:
         raise InvalidInput("无法读取视频分辨率", code="invalid_media", field="file")
+    if width > MAX_DIMENSION or height > MAX_DIMENSION or width * height > MAX_PIXELS:
+        # A pixel flood: decoding one frame (the check below, thumbnails, OCR) would need
+        # gigabytes; refused before anything decodes it.
+        raise InvalidInput(
+            f"视频分辨率 {width}×{height} 过大：最大支持 {MAX_DIMENSION} 像素边长、"
+            f"共 {MAX_PIXELS // 1_000_000} 百万像素（8K）",
+            code="resolution_too_large",
+            field="file",
+        )
     if _rotation(video) in (90, 270):
         width, height = height, width
     tracks: list[SubtitleTrack] = []

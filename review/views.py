@@ -312,11 +312,13 @@ def new_video() -> Any:
     if request.method == "POST":
         try:
             files = parse_upload()
-            ops.clean_text(request.form.get("title"), gettext("标题"), max_chars=500, required=True)
-            asset, subtitle_files = accept_video_upload(files, actor=current_user)
+            title, description = request.form.get("title"), request.form.get("description", "")
+            asset, subtitle_files = accept_video_upload(
+                files, actor=current_user, title=title, description=description
+            )
             item = videos.create_video_item(
-                title=request.form.get("title"),
-                description=request.form.get("description", ""),
+                title=title,
+                description=description,
                 asset=asset,
                 subtitles=subtitle_files,
                 actor=current_user,
