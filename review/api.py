@@ -20,6 +20,7 @@ from review.inputs import parse_json
 from review.models import Item, Role, User
 from review.search import search_items
 from review.web import (
+    MAX_DB_INT,
     accept_video_upload,
     deadlines,
     expert_to_dict,
@@ -127,7 +128,7 @@ def list_items() -> Any:
     query = downloads.visible_items(user).order_by(Item.id.desc())
     state = request.args.get("state")
     if state:
-        query = query.where(Item.state == state)
+        query = query.where(Item.state == downloads.item_state(state))
     return jsonify([item_to_dict(i) for i in db.session.scalars(query.limit(500))])
 
 
@@ -288,9 +289,12 @@ def audit_events() -> Any:
     require_role(user, Role.auditor, Role.admin)
     try:
         after = int(request.args.get("after", -1))
-        limit = min(int(request.args.get("limit", 500)), 5000)
+        limit = int(request.args.get("limit", 500))
     except ValueError:
         raise InvalidInput("after 和 limit 必须是整数") from None
+    if not -1 <= after <= MAX_DB_INT:
+        raise InvalidInput(f"after 须在 -1 到 {MAX_DB_INT} 之间", field="after")
+    limit = max(1, min(limit, 5000))  # a negative LIMIT is "no limit" on SQLite, an error on PG
     rows = db.session.scalars(
         downloads.audit_query(request.args).where(AuditEvent.seq > after).limit(limit)
     )

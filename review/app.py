@@ -15,6 +15,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 import config
 from review import i18n
@@ -96,6 +97,15 @@ class KepuRequest(Request):
                 upload.close()
 
 
+class DatabaseIntConverter(IntegerConverter):
+    """``<int:...>`` in URLs, bounded to PostgreSQL's INTEGER: /items/99999999999999999999 is
+    a 404 instead of an overflow in the database driver (a 500)."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     """SQLite: WAL, foreign keys, waiting on locks; transactions begun explicitly (see below)."""
     dbapi_connection.isolation_level = None
@@ -127,6 +137,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     )
     app.config.update(settings)
     app.request_class = KepuRequest
+    app.url_map.converters["int"] = DatabaseIntConverter
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
     db.init_app(app)

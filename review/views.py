@@ -58,6 +58,7 @@ from review.web import (
     WAITING_STATES,
     accept_video_upload,
     can_see_item,
+    db_id,
     deadlines,
     item_assignments,
     item_decisions,
@@ -372,7 +373,7 @@ def item_video(item_id: int) -> Any:
     import os
 
     item = load_item(current_user, item_id)
-    asset = video_asset(item, request.args.get("version", type=int))
+    asset = video_asset(item, request.args.get("version", type=db_id))
     if asset is None:
         raise NotFound(gettext("找不到该视频文件"))
     path = os.path.join(str(current_app.config["MEDIA_FOLDER"]), asset.file_name)
@@ -386,7 +387,7 @@ def item_thumbnail(item_id: int) -> Any:
     import os
 
     item = load_item(current_user, item_id)
-    asset = video_asset(item, request.args.get("version", type=int))
+    asset = video_asset(item, request.args.get("version", type=db_id))
     if asset is None or not asset.thumbnail:
         raise NotFound(gettext("缩略图尚未生成"))
     path = os.path.join(str(current_app.config["MEDIA_FOLDER"]), asset.thumbnail)
@@ -468,7 +469,7 @@ MAX_STATUS_IDS = 100
 @login_required
 def items_status_json() -> Any:
     """Live status of several items (``?id=1&id=2``); items the user may not see are left out."""
-    ids = request.args.getlist("id", type=int)
+    ids = request.args.getlist("id", type=db_id)
     if len(ids) > MAX_STATUS_IDS:
         raise InvalidInput(
             gettext("一次最多查询 %(count)s 篇稿件的状态", count=MAX_STATUS_IDS), field="id"
@@ -1276,7 +1277,9 @@ def dashboard_page() -> Any:
     """Figures with charts and the numbers beside them, for a period and domain."""
     args = request.args
     data = dashboard.figures(downloads.period_from(args), domain=args.get("domain") or None)
-    return render_template("dashboard.html", data=data, filters=args, domains=DOMAINS)
+    # the export link passes the filters on; kind and fmt are that link's own arguments
+    filters = {k: v for k, v in args.items() if k not in ("kind", "fmt")}
+    return render_template("dashboard.html", data=data, filters=filters, domains=DOMAINS)
 
 
 @bp.get("/reports/monthly")
@@ -1384,7 +1387,7 @@ def quality_page() -> Any:
         select(QualitySample).order_by(QualitySample.id.desc()).limit(100)
     ).all()
     reports = [quality.sample_report(s) for s in samples]
-    chosen = request.args.get("sample", type=int)
+    chosen = request.args.get("sample", type=db_id)
     detail = next((r for r in reports if r["id"] == chosen), reports[0] if reports else None)
     return render_template("quality.html", reports=reports, detail=detail, domains=DOMAINS)
 

@@ -23,6 +23,19 @@ from review.signing import Signer
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: The largest id or number a query may carry: PostgreSQL's INTEGER (SQLite's is larger).
+MAX_DB_INT = 2**31 - 1
+
+
+def db_id(value: str) -> int:
+    """A positive integer a database column can hold (``type=`` for ``request.args.get``: a
+    ValueError makes the argument absent; 99999999999999999999 overflowed the driver, a 500)."""
+    number = int(value)
+    if not 0 < number <= MAX_DB_INT:
+        raise ValueError(value)
+    return number
+
+
 def media_tools() -> Any:
     """ffmpeg and ffprobe as configured."""
     from review.media import Tools
