@@ -393,8 +393,10 @@ def admin_assign(item_id: int) -> Any:
     require_role(user, Role.admin)
     item = load_item(user, item_id)
     expert_id = _json_body().get("expert_id")
-    if not isinstance(expert_id, int):
+    if not isinstance(expert_id, int) or isinstance(expert_id, bool):
         raise InvalidInput("expert_id 必须是整数", field="expert_id")
+    if not 0 < expert_id <= MAX_DB_INT:
+        raise NotFound("找不到该专家")
     assignment = pool_ops.admin_assign(
         item, pool_ops.get_expert(expert_id), actor=user, deadlines=deadlines()
     )

@@ -55,6 +55,7 @@ from review.rendering import field_text, render_markdown, textarea_offset
 from review.search import search_items
 from review.web import (
     LOCAL_TZ,
+    MAX_DB_INT,
     WAITING_STATES,
     accept_video_upload,
     can_see_item,
@@ -1002,9 +1003,12 @@ def _lines(text_value: str) -> list[str]:
 
 def _int_field(value: str, label: str) -> int:
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise InvalidInput(gettext("%(label)s必须是整数", label=label)) from None
+    if abs(number) > MAX_DB_INT:  # the database driver would overflow (a 500)
+        raise InvalidInput(gettext("%(label)s超出范围", label=label))
+    return number
 
 
 def _local(value: Any) -> str:

@@ -446,3 +446,57 @@ def test_encoding_is_checked_before_csrf(app: Any, factory: Any) -> None:
     finally:
         app.config["WTF_CSRF_ENABLED"] = False
     assert _count(Item) == 0
+
+
+JSON_KEYS = [
+    "title", "body", "kind", "submit", "reason", "decision", "comment", "references",
+    "finding_verdicts", "password", "lock_version", "expert_id", "content_sha256", "domains",
+    "secondary_domains", "is_verified", "is_senior", "is_active", "max_load", "leave_from",
+    "leave_until", "conflicts", "notify_mode", "size", "from", "to", "domain", "seed",
+]  # fmt: skip
+JSON_VALUES: list[Any] = [99999999999999999999999, ["x", 1], True, {"a": [1]}, "\u202e审核"]
+
+
+@pytest.mark.timeout(600)
+def test_hostile_json_values_never_cause_a_500(app: Any, factory: Any) -> None:
+    """Every POST/PATCH of the API, as a role that may call it, each field it may read set to
+    a value of the wrong type or size: a 4xx (or a success), never a 500 (PATCH /experts took
+    ``"is_active": "审核"`` and ``"domains": 5`` to the database, and a 20-digit expert_id
+    overflowed the driver)."""
+    editor = factory.user("editor")
+    tokens = {"editor": factory.token(editor)}
+    experts = [factory.expert(senior=True), factory.expert()]
+    item_id = submit_screened(app, tokens["editor"], PSEUDO_TITLE, PSEUDO_BODY)
+    c = app.test_client()
+    offered = [
+        (factory.token(u), a["id"])
+        for u in experts
+        for a in c.get("/api/v1/assignments", headers=factory.token(u)).json
+    ]
+    tokens["expert"], assignment_id = offered[0]
+    tokens["admin"] = factory.token(factory.user("admin"))
+    expert_id = c.get("/api/v1/experts", headers=tokens["admin"]).json[0]["id"]
+    ids = {"item_id": item_id, "assignment_id": assignment_id, "expert_id": expert_id}
+    failures = []
+    for rule in app.url_map.iter_rules():
+        methods = (rule.methods or set()) & {"POST", "PATCH"}
+        if not rule.rule.startswith("/api/") or not methods or set(rule.arguments) - set(ids):
+            continue
+        path = rule.rule
+        for name in rule.arguments:
+            path = path.replace(f"<int:{name}>", str(ids[name]))
+        for method in methods:
+            for role, headers in tokens.items():
+                for key in JSON_KEYS:
+                    for value in JSON_VALUES:
+                        resp = _json(c, path, headers, {key: value}) if method == "POST" else (
+                            c.patch(path, data=json.dumps({key: value}),
+                                    headers={**headers, "Content-Type": "application/json"})
+                        )  # fmt: skip
+                        if resp.status_code >= 500:
+                            failures.append((method, path, role, key, repr(value)))
+    assert failures == []
+    resp = c.patch(
+        f"/api/v1/experts/{expert_id}", headers=tokens["admin"], json={"is_active": "否"}
+    )
+    assert resp.status_code == 400 and resp.json["field"] == "is_active"

@@ -165,3 +165,21 @@ def test_bloated_cookie_is_431_and_a_junk_cookie_is_ignored(
     fresh.set_cookie("kepu_session", "垃圾".encode().hex() * 300)  # unsigned junk: ignored
     assert fresh.get("/login").status_code == 200
     assert fresh.get("/items").status_code == 302  # not signed in
+
+
+def test_oversize_video_says_so_even_with_csrf_on(app: Any, page: Any) -> None:
+    """With CSRF on (production) the form is parsed before the token check: a file part over
+    KEPU_MAX_VIDEO_BYTES answers the video's own 413 message, not a generic one."""
+    app.config["MAX_VIDEO_BYTES"] = 1000
+    app.config["WTF_CSRF_ENABLED"] = True
+    try:
+        body = _parts([("title", "大文件")])[: -len(b"--B--\r\n")] + (
+            b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n\r\n'
+            + b"\x00" * 2000
+            + b"\r\n--B--\r\n"
+        )
+        resp = page.post("/items/new-video", data=body, content_type=MULTIPART)
+    finally:
+        app.config["WTF_CSRF_ENABLED"] = False
+    _page_error(resp, 413, "视频文件超过上限")
+    assert _items() == 0
