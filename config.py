@@ -187,6 +187,8 @@ def load() -> dict[str, object]:
             _env_int("MAX_VIDEO_BYTES", 2 * 1024 * 1024 * 1024) + 64 * 1024 * 1024,
         ),
         "MAX_FORM_MEMORY_SIZE": 2 * 1024 * 1024,
+        # An application/x-www-form-urlencoded body (an article pasted into the form).
+        "MAX_FORM_BYTES": _env_int("MAX_FORM_BYTES", 16 * 1024 * 1024),
         "MAX_FORM_PARTS": 1000,
         # Sessions: server-side revocable sign-ins; cookie flags set explicitly.
         **cookie_settings(secure_cookies),

@@ -21,7 +21,13 @@ CONFLICT_KINDS = ("units", "companies", "people")
 NOTIFY_MODES = ("immediate", "digest")
 
 
+#: The highest load cap (the same bound as the CSV import's).
+MAX_LOAD = 1000
+
+
 def _domains(values: Sequence[str], field: str) -> list[str]:
+    if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+        raise InvalidInput("领域须为文本列表", code="invalid_field", field=field)
     out = []
     for value in values:
         value = value.strip()
@@ -34,6 +40,15 @@ def _domains(values: Sequence[str], field: str) -> list[str]:
 
 
 def _conflicts(value: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]]:
+    if value is not None and (
+        not isinstance(value, Mapping)
+        or not all(isinstance(value.get(kind, []), list | tuple) for kind in CONFLICT_KINDS)
+    ):
+        raise InvalidInput(
+            f"利益冲突须为对象，各项（{'、'.join(CONFLICT_KINDS)}）为文本列表",
+            code="invalid_field",
+            field="conflicts",
+        )
     result: dict[str, list[str]] = {}
     for kind in CONFLICT_KINDS:
         names = [
@@ -121,9 +136,12 @@ def update_expert(expert: Expert, changes: Mapping[str, Any], *, actor: Any) -> 
         elif key == "conflicts":
             value = _conflicts(value)
         elif key == "max_load":
-            value = int(value)
-            if value < 1:
-                raise InvalidInput("最大同时审核数至少为 1", field="max_load")
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidInput("最大同时审核数须为整数", code="invalid_field", field=key)
+            if not 1 <= value <= MAX_LOAD:
+                raise InvalidInput(f"最大同时审核数须在 1 到 {MAX_LOAD} 之间", field="max_load")
+        elif key in ("is_verified", "is_senior", "is_active") and not isinstance(value, bool):
+            raise InvalidInput(f"{key} 须为 true 或 false", code="invalid_field", field=key)
         elif key == "title":
             value = clean_text(value, "职称", max_chars=100)
         elif key == "is_publicly_named" and not isinstance(value, bool):

@@ -75,7 +75,9 @@ def draw_sample(
         raise InvalidInput(f"抽样数量须在 1 到 {MAX_SAMPLE} 之间", field="size")
     seed = seed if seed is not None else secrets.randbelow(2**31)
     population = decided_versions(start, end, domain)
-    chosen = random.Random(seed).sample(population, min(size, len(population)))
+    # A seeded generator so the recorded seed reproduces the draw; the seed itself comes from
+    # `secrets`, which is what makes the sample unpredictable.
+    chosen = random.Random(seed).sample(population, min(size, len(population)))  # nosec B311
     sample = QualitySample(
         created_by_id=actor.id,
         period_start=start,

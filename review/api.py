@@ -37,6 +37,7 @@ from review.web import (
     load_item,
     notification_to_dict,
     parse_time,
+    parse_upload,
     queue_overview,
     signer,
 )
@@ -157,12 +158,14 @@ def create_item(body: dict[str, Any]) -> Any:
 def _create_video(user: User, form: dict[str, Any]) -> Any:
     """A video item from multipart/form-data: kind=video, title, description, submit, file,
     optional subtitles (SRT, WebVTT or ASS; several allowed)."""
-    title = form.get("title")
-    ops.clean_text(title, "标题", max_chars=ops.MAX_TITLE_CHARS, required=True)
-    asset, subtitles = accept_video_upload(request.files, actor=user)
+    title, description = form.get("title"), form.get("description") or ""
+    # Title, description and the files are all checked before any file is kept.
+    asset, subtitles = accept_video_upload(
+        parse_upload(), actor=user, title=title, description=description
+    )
     item = videos.create_video_item(
         title=title,
-        description=form.get("description", ""),
+        description=description,
         asset=asset,
         subtitles=subtitles,
         actor=user,
@@ -609,7 +612,10 @@ def queue() -> Any:
     tag=AUDIT,
     roles=OVERSIGHT,
     query=(
-        Param("after", {"type": "integer", "minimum": -1, "maximum": 2**53}, "只列序号大于它的"),
+        # Bound to the seq column's type (PostgreSQL INTEGER): a larger value is a 400, not a 500.
+        Param(
+            "after", {"type": "integer", "minimum": -1, "maximum": 2**31 - 1}, "只列序号大于它的"
+        ),
         Param("limit", {"type": "integer", "minimum": 1, "maximum": 2**53}, "最多条数（≤5000）"),
         *AUDIT_FILTERS,
     ),

@@ -407,7 +407,9 @@ DECISION = obj(
         "lock_version": {"type": "integer", "description": "读取时稿件的 lock_version（可选）"},
     },
 )
-ASSIGN = obj({"expert_id": INT})
+# An id the database can hold (PostgreSQL INTEGER): a larger one is refused, not sent on.
+DB_ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+ASSIGN = obj({"expert_id": DB_ID})
 EXPERT_PATCH = {
     **obj(
         {},

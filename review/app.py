@@ -24,6 +24,7 @@ from review import i18n, logs
 from review.audit import current_request_id
 from review.db import db, render_item
 from review.errors import DomainError
+from review.inputs import StrictFormDataParser, check_request
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("review.access")
@@ -74,6 +75,14 @@ class KepuRequest(Request):
     off while it streams (413) and its partial file deleted, and an accepted video is linked
     into content-addressed storage on the same filesystem without a copy.
     """
+
+    form_data_parser_class = StrictFormDataParser
+
+    def make_form_data_parser(self) -> Any:
+        """The strict parser, with the urlencoded body bounded like a multipart field."""
+        parser = super().make_form_data_parser()
+        parser.max_urlencoded_bytes = int(current_app.config["MAX_FORM_BYTES"])  # type: ignore[attr-defined]
+        return parser
 
     def _get_file_stream(
         self,
@@ -162,6 +171,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         render_item=render_item,
     )
     i18n.init_app(app)  # first, so its per-request reset runs before CSRF checks answer
+    app.before_request(check_request)  # strict UTF-8 and bounded shapes, before CSRF reads
     login_manager.init_app(app)
     csrf.init_app(app)
 

@@ -17,7 +17,8 @@ from expert_pool.models import Assignment, Expert
 from review import dashboard, exports, ledger
 from review.audit import AuditEvent, record_event
 from review.db import db
-from review.errors import NotFound
+from review.errors import InvalidInput, NotFound
+from review.lifecycle import ItemState
 from review.models import Item, Role, User
 from review.web import parse_time, signer
 
@@ -74,6 +75,18 @@ def audit_query(args: Mapping[str, str]) -> Any:
     return query
 
 
+def item_state(value: str) -> ItemState:
+    """A ``state`` filter from a query string (400 for a state that does not exist)."""
+    try:
+        return ItemState(value)
+    except ValueError:
+        raise InvalidInput(
+            f"未知的稿件状态“{value[:40]}”；可用：{'、'.join(s.value for s in ItemState)}",
+            code="invalid_field",
+            field="state",
+        ) from None
+
+
 def period_from(args: Mapping[str, str]) -> dashboard.Period:
     """The ``from``/``to`` window of a request."""
     start = parse_time(args["from"], "from") if args.get("from") else None
@@ -95,7 +108,7 @@ def build(kind: str, fmt: str, user: User, args: Mapping[str, str]) -> Download:
     if kind == "items":
         query = visible_items(user).order_by(Item.id)
         if args.get("state"):
-            query = query.where(Item.state == args["state"])
+            query = query.where(Item.state == item_state(args["state"]))
         rows = list(exports.item_rows(db.session.scalars(query)))
         body = (
             exports.to_csv(exports.ITEM_HEADER, rows)

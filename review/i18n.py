@@ -30,9 +30,22 @@ def N_(message: str) -> str:
     return message
 
 
+def _query_args() -> list[tuple[str, str]]:
+    """The query parameters, or none when the query string is not UTF-8 (the input check in
+    review.inputs answers that request with 400; its error page must still render)."""
+    try:
+        return list(request.args.items(multi=True))
+    except UnicodeDecodeError:
+        return []
+
+
+def _query_lang() -> str | None:
+    return next((v for k, v in _query_args() if k == "lang"), None)
+
+
 def chosen_language() -> str:
     """``zh`` or ``en``: ``?lang=``, then the session, then Accept-Language, then Chinese."""
-    lang = request.args.get("lang")
+    lang = _query_lang()
     if lang in LOCALES:
         return lang
     lang = session.get("lang")
@@ -53,7 +66,7 @@ def _start_request() -> None:
     # A fresh locale for every request even when one app context spans several (the test
     # client in tests/conftest.py); Flask-Babel caches the locale in ``g``.
     refresh()
-    lang = request.args.get("lang")
+    lang = _query_lang()
     if lang in LOCALES and not request.path.startswith("/api/"):
         session["lang"] = lang  # remembered for the following pages
 
@@ -69,7 +82,7 @@ def language_links() -> list[dict[str, Any]]:
     rule = request.url_rule
     if rule is not None and rule.methods is not None and "GET" in rule.methods:
         base = request.script_root + request.path
-        args = [(k, v) for k, v in request.args.items(multi=True) if k != "lang"]
+        args = [(k, v) for k, v in _query_args() if k != "lang"]
     else:  # the answer to a form post: its URL may not answer GET
         base, args = url_for("web.home"), []
     current = chosen_language()

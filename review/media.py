@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
+import subprocess  # nosec B404  # ffmpeg/ffprobe with an argv list, never a shell
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 PROBE_TIMEOUT = 60
+#: Largest accepted picture: 8K UHD (7680×4320), either orientation.
+MAX_DIMENSION = 7680
+MAX_PIXELS = 7680 * 4320
 CONTAINERS = ("mp4", "mov", "webm")
 MIME_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "webm": "video/webm"}
 VIDEO_CODECS = {
@@ -142,8 +145,10 @@ def open_upload(folder: str | os.PathLike[str], limit: int) -> CappedTempFile:
 def _run(
     argv: list[str], *, timeout: float, binary: bool = False
 ) -> subprocess.CompletedProcess[Any]:
+    # argv is a list (no shell): the configured ffmpeg/ffprobe, fixed options and a path we
+    # generated (the upload's temporary file or <sha256>.<ext>), never a client's file name.
     try:
-        return subprocess.run(
+        return subprocess.run(  # nosec B603
             argv, capture_output=True, timeout=timeout, check=False, text=not binary
         )
     except subprocess.TimeoutExpired:
@@ -265,6 +270,15 @@ def describe(data: dict[str, Any], *, sha256: str, size: int) -> VideoInfo:
     width, height = int(video.get("width") or 0), int(video.get("height") or 0)
     if width <= 0 or height <= 0:
         raise InvalidInput("无法读取视频分辨率", code="invalid_media", field="file")
+    if width > MAX_DIMENSION or height > MAX_DIMENSION or width * height > MAX_PIXELS:
+        # A pixel flood: decoding one frame (the check below, thumbnails, OCR) would need
+        # gigabytes; refused before anything decodes it.
+        raise InvalidInput(
+            f"视频分辨率 {width}×{height} 过大：最大支持 {MAX_DIMENSION} 像素边长、"
+            f"共 {MAX_PIXELS // 1_000_000} 百万像素（8K）",
+            code="resolution_too_large",
+            field="file",
+        )
     if _rotation(video) in (90, 270):
         width, height = height, width
     tracks: list[SubtitleTrack] = []
@@ -462,7 +476,8 @@ def sample_frames(
     frame_bytes = geometry.width * geometry.height * 3
     argv = [tools.ffmpeg, "-nostdin", "-v", "error", "-i", path, "-map", "0:v:0"]
     argv += ["-vf", f"fps={fps},{geometry.crop}", "-f", "rawvideo", "-pix_fmt", "bgr24", "-"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Same as _run: an argv list of the configured ffmpeg, fixed options and our own path.
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # nosec B603
     assert proc.stdout is not None
     try:
         n = 0

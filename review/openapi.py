@@ -17,6 +17,7 @@ from jsonschema.exceptions import ValidationError
 from werkzeug.routing import Rule
 
 from review.errors import Forbidden, InvalidInput, TooLarge
+from review.inputs import parse_json
 from review.models import Role
 
 API_PREFIX = "/api/v1"
@@ -211,28 +212,22 @@ def parse_query(op: Operation, validators: Mapping[str, Draft202012Validator]) -
 
 
 def json_body() -> dict[str, Any]:
-    """The request body as a JSON object (empty body: ``{}``); strict UTF-8, bounded size/depth."""
+    """The request body as a JSON object (empty body: ``{}``): strict UTF-8, no NUL or lone
+    surrogate anywhere (review.inputs.parse_json), bounded size and depth."""
+    cached = request.environ.get("kepu.json")  # the stream can be read once per request
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     limit = int(current_app.config["MAX_JSON_BYTES"])
     too_large = TooLarge(f"JSON 请求体超过上限 {limit} 字节")
     if request.content_length is not None and request.content_length > limit:
         raise too_large
-    raw = request.get_data(cache=True)
+    raw = request.stream.read(limit + 1)  # bounded even without a Content-Length (chunked)
     if len(raw) > limit:
         raise too_large
-    if not raw:
-        return {}
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInput("请求体不是合法的 UTF-8 编码", code="invalid_encoding") from None
-    try:
-        data = json.loads(text)
-    except RecursionError:
-        raise InvalidInput("JSON 嵌套层数过深", code="invalid_json") from None
-    except ValueError:
-        raise InvalidInput("请求体不是合法的 JSON", code="invalid_json") from None
+    data: Any = parse_json(raw, content_type=request.content_type) if raw.strip() else {}
     if not isinstance(data, dict):
         raise InvalidInput("请求体必须是 JSON 对象", code="invalid_json")
+    request.environ["kepu.json"] = data
     return data
 
 

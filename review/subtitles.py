@@ -85,10 +85,10 @@ def _seconds(stamp: str) -> float:
     if not match:
         raise ValueError(stamp)
     hours, minutes, seconds, frac = match.groups()
-    value = int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)
-    if frac:
-        value += int(frac.ljust(3, "0")) / 1000
-    return float(value)
+    # whole milliseconds first: 1 + 243/1000 would give 1.2429999999999999, not 1.243
+    ms = (int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)) * 1000
+    ms += int(frac.ljust(3, "0")) if frac else 0
+    return ms / 1000
 
 
 def _clean(text: str) -> str:

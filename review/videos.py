@@ -63,6 +63,12 @@ def display_name(name: str | None, fallback: str) -> str:
     return text[:120] or fallback
 
 
+def check_video_fields(*, title: object, description: object) -> None:
+    """Refuse a bad title or description before any uploaded file is kept."""
+    _title(title)
+    _body(description)
+
+
 def register_asset(info: VideoInfo, *, actor: User) -> MediaAsset:
     """The asset row for checked video bytes; the same bytes uploaded again reuse it."""
     asset = db.session.scalar(select(MediaAsset).where(MediaAsset.sha256 == info.sha256))

@@ -61,9 +61,11 @@ from review.rendering import field_text, render_markdown, textarea_offset
 from review.search import search_items
 from review.web import (
     LOCAL_TZ,
+    MAX_DB_INT,
     WAITING_STATES,
     accept_video_upload,
     can_see_item,
+    db_id,
     deadlines,
     item_assignments,
     item_decisions,
@@ -441,11 +443,13 @@ def new_video() -> Any:
     if request.method == "POST":
         try:
             files = parse_upload()
-            ops.clean_text(request.form.get("title"), gettext("标题"), max_chars=500, required=True)
-            asset, subtitle_files = accept_video_upload(files, actor=current_user)
+            title, description = request.form.get("title"), request.form.get("description", "")
+            asset, subtitle_files = accept_video_upload(
+                files, actor=current_user, title=title, description=description
+            )
             item = videos.create_video_item(
-                title=request.form.get("title"),
-                description=request.form.get("description", ""),
+                title=title,
+                description=description,
                 asset=asset,
                 subtitles=subtitle_files,
                 actor=current_user,
@@ -499,7 +503,7 @@ def item_video(item_id: int) -> Any:
     import os
 
     item = load_item(current_user, item_id)
-    asset = video_asset(item, request.args.get("version", type=int))
+    asset = video_asset(item, request.args.get("version", type=db_id))
     if asset is None:
         raise NotFound(gettext("找不到该视频文件"))
     path = os.path.join(str(current_app.config["MEDIA_FOLDER"]), asset.file_name)
@@ -513,7 +517,7 @@ def item_thumbnail(item_id: int) -> Any:
     import os
 
     item = load_item(current_user, item_id)
-    asset = video_asset(item, request.args.get("version", type=int))
+    asset = video_asset(item, request.args.get("version", type=db_id))
     if asset is None or not asset.thumbnail:
         raise NotFound(gettext("缩略图尚未生成"))
     path = os.path.join(str(current_app.config["MEDIA_FOLDER"]), asset.thumbnail)
@@ -595,7 +599,7 @@ MAX_STATUS_IDS = 100
 @login_required
 def items_status_json() -> Any:
     """Live status of several items (``?id=1&id=2``); items the user may not see are left out."""
-    ids = request.args.getlist("id", type=int)
+    ids = request.args.getlist("id", type=db_id)
     if len(ids) > MAX_STATUS_IDS:
         raise InvalidInput(
             gettext("一次最多查询 %(count)s 篇稿件的状态", count=MAX_STATUS_IDS), field="id"
@@ -1155,9 +1159,12 @@ def _lines(text_value: str) -> list[str]:
 
 def _int_field(value: str, label: str) -> int:
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise InvalidInput(gettext("%(label)s必须是整数", label=label)) from None
+    if abs(number) > MAX_DB_INT:  # the database driver would overflow (a 500)
+        raise InvalidInput(gettext("%(label)s超出范围", label=label))
+    return number
 
 
 def _local(value: Any) -> str:
@@ -1430,7 +1437,9 @@ def dashboard_page() -> Any:
     """Figures with charts and the numbers beside them, for a period and domain."""
     args = request.args
     data = dashboard.figures(downloads.period_from(args), domain=args.get("domain") or None)
-    return render_template("dashboard.html", data=data, filters=args, domains=DOMAINS)
+    # the export link passes the filters on; kind and fmt are that link's own arguments
+    filters = {k: v for k, v in args.items() if k not in ("kind", "fmt")}
+    return render_template("dashboard.html", data=data, filters=filters, domains=DOMAINS)
 
 
 @bp.get("/reports/monthly")
@@ -1538,7 +1547,7 @@ def quality_page() -> Any:
         select(QualitySample).order_by(QualitySample.id.desc()).limit(100)
     ).all()
     reports = [quality.sample_report(s) for s in samples]
-    chosen = request.args.get("sample", type=int)
+    chosen = request.args.get("sample", type=db_id)
     detail = next((r for r in reports if r["id"] == chosen), reports[0] if reports else None)
     return render_template("quality.html", reports=reports, detail=detail, domains=DOMAINS)
 

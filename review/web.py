@@ -24,6 +24,19 @@ from review.signing import Signer
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: The largest id or number a query may carry: PostgreSQL's INTEGER (SQLite's is larger).
+MAX_DB_INT = 2**31 - 1
+
+
+def db_id(value: str) -> int:
+    """A positive integer a database column can hold (``type=`` for ``request.args.get``: a
+    ValueError makes the argument absent; 99999999999999999999 overflowed the driver, a 500)."""
+    number = int(value)
+    if not 0 < number <= MAX_DB_INT:
+        raise ValueError(value)
+    return number
+
+
 def media_tools() -> Any:
     """ffmpeg and ffprobe as configured."""
     from review.media import Tools
@@ -45,24 +58,41 @@ def parse_upload() -> Any:
         raise too_large(int(current_app.config["MAX_VIDEO_BYTES"])) from None
 
 
-def accept_video_upload(files: Any, *, actor: User) -> tuple[MediaAsset, list[Any]]:
-    """Check the uploaded video (``file``) and subtitle files (``subtitles``) and store them.
+def accept_video_upload(
+    files: Any, *, actor: User, title: object, description: object
+) -> tuple[MediaAsset, list[Any]]:
+    """Check the item's fields, the uploaded video (``file``) and subtitle files
+    (``subtitles``), and store the files.
 
-    Subtitle files are parsed first (they are small), the video is checked and linked into
-    storage next, and only then are the subtitle bytes kept; a refusal at any point leaves no
-    file behind (the request's temporary files are deleted when it ends).
+    Everything that can be refused is checked before any file is kept: the title and
+    description, the number of subtitle files, each subtitle file (they are small), then the
+    video, which is linked into storage last but one, before the subtitle bytes; a refusal at
+    any point leaves no file behind (the request's temporary files are deleted when it ends).
+    The clients' file names are never used on disk, only as display labels.
     """
     from review import media, subtitles
-    from review.videos import SubtitleUpload, display_name, register_asset
+    from review.videos import (
+        MAX_SUBTITLE_FILES,
+        SubtitleUpload,
+        check_video_fields,
+        display_name,
+        register_asset,
+    )
 
     cfg = current_app.config
     folder = str(cfg["MEDIA_FOLDER"])
+    check_video_fields(title=title, description=description)
     video = files.get("file")
-    if video is None:
+    if video is None or (not video.filename and _is_empty(video.stream)):
         raise InvalidInput("缺少视频文件（表单字段 file）", code="file_missing", field="file")
+    parts = files.getlist("subtitles")
+    if len(parts) > MAX_SUBTITLE_FILES:
+        raise InvalidInput(
+            f"字幕文件最多 {MAX_SUBTITLE_FILES} 个", code="too_many_files", field="subtitles"
+        )
     limit = int(cfg["MAX_SUBTITLE_BYTES"])
     parsed: list[tuple[str, bytes, Any]] = []
-    for n, part in enumerate(files.getlist("subtitles"), start=1):
+    for n, part in enumerate(parts, start=1):
         raw = part.stream.read(limit + 1)
         if not raw and not part.filename:
             continue  # an empty file input
@@ -82,6 +112,15 @@ def accept_video_upload(files: Any, *, actor: User) -> tuple[MediaAsset, list[An
         for name, raw, result in parsed
     ]
     return register_asset(info, actor=actor), uploads
+
+
+def _is_empty(stream: Any) -> bool:
+    """True for a file part without a byte (a browser's file input left empty)."""
+    pos = stream.tell()
+    stream.seek(0, 2)
+    empty = stream.tell() == 0
+    stream.seek(pos)
+    return bool(empty)
 
 
 def video_asset(item: Item, number: int | None) -> MediaAsset | None:

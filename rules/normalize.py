@@ -43,9 +43,11 @@ def _map_code_point(cp: int) -> str | int:
     if any(lo <= cp <= hi for lo, hi in _ASTRAL_DELETE):
         return _DELETED
     ch = chr(cp)
+    cat = unicodedata.category(ch)
+    if cp > 0xFFFF and cat in ("Cf", "Mn", "Me"):
+        return _DELETED  # invisible format controls and combining marks of the astral planes
     if cp > 0xFFFF and not 0x1D400 <= cp < 0x1D800:
         return cp  # the rest of the astral planes (mathematical look-alikes excepted)
-    cat = unicodedata.category(ch)
     if cp <= 0xFFFF and (cat in ("Cf", "Mn", "Me", "Co") or 0xFE00 <= cp <= 0xFE0F):
         return _DELETED
     if cat == "Cc":
@@ -77,9 +79,12 @@ def _tables() -> dict[int, str | int]:
 
 @lru_cache(maxsize=1)
 def _converter() -> object:
+    # hk2s = Hong Kong variant forms (衞, 裏, 佈…) to standard traditional, then t2s; plain t2s
+    # left those variants unconverted, so "衞生巾裏" escaped rules written as "卫生巾里".
+    # (tw2s is not used: it turns 著 into 着 in simplified text such as 显著 and 著名.)
     import opencc
 
-    return opencc.OpenCC("t2s")
+    return opencc.OpenCC("hk2s")
 
 
 # Characters the table leaves alone: CJK ideographs, lower-case ASCII, newline and the CJK

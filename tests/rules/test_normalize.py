@@ -25,6 +25,10 @@ from rules.ruleset import Ruleset
         ("ＷｉＦｉ輻射", "wifi辐射"),
         ("５Ｇ基站", "5g基站"),
         ("量子\u00ad養生", "量子养生"),
+        ("衞生巾裏有熒光劑", "卫生巾里有荧光剂"),  # Hong Kong variant forms
+        ("發佈通知", "发布通知"),
+        ("排\U000110bd毒\U0001bca0", "排毒"),  # format characters outside the BMP
+        ("养\U0001d167生", "养生"),
     ],
 )
 def test_evasion_variants_normalise(raw: str, expected: str) -> None:
