@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from flask import (
 from flask_babel import gettext
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 import rules
 from expert_pool import operations as pool_ops
@@ -385,6 +387,8 @@ def item_detail(item_id: int) -> Any:
         publication=latest_publication(item),
         video=video_context(item, version, report.findings if report else []),
         status=_status_json(item),
+        # One key per rendering of the page: a double click or a resent form publishes once.
+        publish_key=secrets.token_urlsafe(16),
     )
 
 
@@ -717,16 +721,39 @@ def _editor_action(item_id: int, action: str) -> Any:
         ops.withdraw_item(item, actor=current_user, reason=request.form.get("reason", ""))
         message = gettext("稿件已撤回")
     else:
+        return _publish_from_form(item)
+    db.session.commit()
+    flash(message, "info")
+    return redirect(url_for("web.item_detail", item_id=item.id))
+
+
+def _publish_from_form(item: Item) -> Any:
+    """Publish from the item page. The form carries a key made when the page was shown: the
+    same key again (a double click, a resent form) answers like the first, publishing once."""
+    key = request.form.get("idempotency_key") or None
+    if key is not None and not (0 < len(key) <= 100 and key.isprintable()):
+        raise InvalidInput(gettext("页面已过期，请刷新后重试"), field="idempotency_key")
+    done = gettext("已发布，可下载签名回执")
+    back = redirect(url_for("web.item_detail", item_id=item.id))
+    if key and ops.publication_for_key(item.id, key) is not None:
+        flash(done, "info")
+        return back
+    try:
         ops.publish_item(
             item,
             actor=current_user,
             signer=signer(),
             content_sha256=request.form.get("content_sha256") or None,
+            idempotency_key=key,
         )
-        message = gettext("已发布，可下载签名回执")
-    db.session.commit()
-    flash(message, "info")
-    return redirect(url_for("web.item_detail", item_id=item.id))
+        db.session.commit()
+    except (Conflict, IntegrityError):
+        # A concurrent request with the same key may have won: then answer as it did.
+        db.session.rollback()
+        if not key or ops.publication_for_key(item.id, key) is None:
+            raise
+    flash(done, "info")
+    return back
 
 
 @bp.post("/items/<int:item_id>/submit")

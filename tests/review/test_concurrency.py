@@ -205,3 +205,40 @@ def test_a_bad_idempotency_key_is_refused(app: Any, factory: Any) -> None:
     )
     assert resp.status_code == 400
     assert _count(Publication, Publication.item_id == item_id) == 0
+
+
+def test_the_publish_button_publishes_once_however_often_it_is_pressed(
+    app: Any, factory: Any
+) -> None:
+    """The item page's form carries a key made when the page was shown: two concurrent
+    posts of it (a double click) and a later resend publish once and both answer the page."""
+    import re
+
+    user = factory.user("editor")
+    item_id = submit_screened(app, factory.token(user), GENUINE_TITLE, GENUINE_BODY)
+    page = app.test_client()
+    login = {"username": user.username, "password": PASSWORD}
+    assert page.post("/login", data=login).status_code == 302
+    html = page.get(f"/items/{item_id}").get_data(as_text=True)
+    form = {
+        name: re.search(rf'name="{name}" value="([^"]+)"', html).group(1)  # type: ignore[union-attr]
+        for name in ("idempotency_key", "content_sha256")
+    }
+    cookie = page.get_cookie("kepu_session")
+    assert cookie is not None
+
+    signed_in = {"Cookie": f"kepu_session={cookie.value}"}
+
+    def click(c: FlaskClient) -> Any:
+        return c.post(f"/items/{item_id}/publish", data=form, headers=signed_in)
+
+    results = _together(app, [click, click])
+    assert [r[0] for r in results] == [302, 302], results
+    assert all(r[2]["Location"].endswith(f"/items/{item_id}") for r in results), results
+    resent = page.post(f"/items/{item_id}/publish", data=form)  # later: still the first answer
+    assert resent.status_code == 302 and resent.headers["Location"].endswith(f"/items/{item_id}")
+    assert _count(Publication, Publication.item_id == item_id) == 1
+    assert _events(item_id, "item.publish") == 1
+    # The page shown again has a new key: publishing a published item is a conflict.
+    again = dict(form, idempotency_key="a-new-rendering")
+    assert page.post(f"/items/{item_id}/publish", data=again).status_code == 409
