@@ -245,6 +245,83 @@ def test_concurrent_claims_never_double_assign(app: Any, factory: Any) -> None:
     assert all(db.session.get(Item, i).state.value == "in_review" for i in ids)  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_the_check_catches_a_naive_claim(app: Any, factory: Any) -> None:
+    """The control run of the test above (RELIABILITY.md 30a): the same threads with a claim
+    that reads the version's reviewers and then writes — no row lock, no conditional update —
+    put more reviewers on some version than it needs. So the check above can fail. PostgreSQL
+    only: SQLite takes its write lock at BEGIN, so even the naive claim runs one at a time."""
+    import time
+
+    from expert_pool import operations as pool_ops
+    from expert_pool.models import OPEN_STATES, AssignmentState
+
+    editors = [factory.user("editor") for _ in range(3)]
+    ids = [_flagged(app, factory, editors[i % 3])[0] for i in range(6)]
+    user_ids = [factory.expert(senior=True, max_load=10).id for _ in range(8)]
+    user_cls = type(factory.user("auditor"))
+    db.session.commit()
+    barrier = threading.Barrier(len(user_ids))
+
+    def naive_claim(user: Any) -> Any:
+        expert = Expert.for_user(user)
+        for item in pool_ops.waiting_items():
+            version_id = item.current_version_id
+            round_ = pool_ops.current_round(item)
+            active = [
+                a
+                for a in pool_ops._round_assignments(item, version_id, round_, pool_ops.REVIEW)
+                if a.state in (*OPEN_STATES, AssignmentState.completed)
+            ]
+            if len(active) >= item.reviewers_needed or any(
+                a.expert_id == expert.id for a in active
+            ):
+                continue
+            time.sleep(0.05)  # the window between reading and writing that a lock closes
+            return pool_ops._offer(
+                item,
+                expert,
+                round_=round_,
+                kind=pool_ops.REVIEW,
+                risk="high",
+                deadlines=DEADLINES,
+                actor=user,
+                accepted=True,
+            )
+        return None
+
+    def worker(user_id: int) -> None:
+        with app.app_context():
+            try:
+                barrier.wait(timeout=30)
+                user = db.session.get(user_cls, user_id)
+                for _ in range(len(ids)):
+                    try:
+                        if naive_claim(user) is None:
+                            break
+                        db.session.commit()
+                    except Exception:  # a lost race elsewhere (state moved on): try the next
+                        db.session.rollback()
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=worker, args=(uid,)) for uid in user_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    db.session.expire_all()
+    over = [
+        i
+        for i in ids
+        if db.session.scalar(
+            select(func.count()).select_from(Assignment).where(Assignment.item_id == i)
+        )
+        > db.session.get(Item, i).reviewers_needed  # type: ignore[union-attr,operator]
+    ]
+    assert over, "the naive claim should have put too many reviewers on some version"
+
+
 def test_auditor_recalls_and_requests_rereview(app: Any, factory: Any) -> None:
     factory.expert(senior=True)
     factory.expert()
