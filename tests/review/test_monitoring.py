@@ -118,3 +118,30 @@ def test_embedded_sqlite_broker_queue_depth(app: Any, instance: Path) -> None:
     assert sample(body, "kepu_broker_up", kind="sqlite") == 1
     assert sample(body, "kepu_queue_depth", queue="screening") == 2
     assert sample(body, "kepu_queue_depth", queue="media") == 0
+
+
+def test_readyz_and_metrics_report_a_lost_database(app: Any, db_url: str) -> None:
+    """The database goes away under a running app: /readyz answers 503 naming it, /metrics
+    says so, and neither hangs or answers 500."""
+    from review.db import db
+    from tests.conftest import _pg_admin
+
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200
+    db.session.remove()
+    db.engine.dispose()
+    if db_url.startswith("sqlite"):
+        path = Path(db_url.removeprefix("sqlite:///"))
+        path.unlink()
+        path.mkdir()  # a directory where the database file was: it cannot be opened
+    else:
+        _pg_admin(f'DROP DATABASE "{db_url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    started = time.monotonic()
+    resp = client.get("/readyz")
+    assert time.monotonic() - started < 20  # generous: the checks have 2 s timeouts
+    assert resp.status_code == 503
+    assert "database" in resp.json["failed"]
+    assert resp.json["checks"]["database"]["ok"] is False
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert sample(metrics.get_data(as_text=True), "kepu_database_up") == 0
