@@ -245,6 +245,7 @@ COMPONENTS: dict[str, Any] = {
             "leave_until": nullable(TIME),
             "conflicts": {"type": "object"},
             "notify_mode": {"type": "string", "enum": list(NOTIFY_MODES)},
+            "is_publicly_named": BOOL,
             "last_assigned_at": nullable(TIME),
         }
     ),
@@ -431,6 +432,7 @@ EXPERT_PATCH = {
                 "additionalProperties": False,
             },
             "notify_mode": {"type": "string", "enum": list(NOTIFY_MODES)},
+            "is_publicly_named": {**BOOL, "description": "同意在公开发布页署名"},
         },
     ),
     "additionalProperties": False,

@@ -200,6 +200,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         logs.current_user_id.set(None)
         g.pop("api_user", None)  # only when an app context outlives a request (test client)
 
+    @app.teardown_request
+    def _request_id_done(_exc: BaseException | None) -> None:
+        # Work done after the request in the same thread (a test, a CLI command) is not
+        # attributed to it.
+        current_request_id.set(None)
+
     @app.before_request
     def _same_origin() -> None:
         """A cookie-authenticated change must come from our own pages (with the CSRF token).

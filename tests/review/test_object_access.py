@@ -225,7 +225,8 @@ def test_expert_pool_patch_refuses_unknown_fields(app: Any, factory: Any) -> Non
         headers=admin,
         json={"max_load": 3, "user_id": 1, "id": 999, "role": "admin"},
     )
-    assert resp.status_code == 400 and resp.json["error"] == "invalid_input"
+    # Refused by the published schema (no additional properties): a field error, named.
+    assert resp.status_code == 400 and resp.json["error"] == "invalid_field"
     db.session.expire_all()
     assert db.session.get(Expert, expert.id).max_load == 5  # type: ignore[union-attr]
     assert _events() == before
