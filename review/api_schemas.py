@@ -386,7 +386,11 @@ NEW_VIDEO = obj(
 REVISION = obj({}, {"title": TITLE, "body": BODY_TEXT})
 WITH_REASON = obj({"reason": REASON})
 OPTIONAL_REASON = obj({}, {"reason": REASON})
-PUBLISH = obj({}, {"content_sha256": {**SHA256, "description": "要发布的版本哈希（可选的防护）"}})
+PUBLISH = obj(
+    {},
+    # null is the same as leaving it out: many clients send every field of their form.
+    {"content_sha256": nullable({**SHA256, "description": "要发布的版本哈希（可选的防护）"})},
+)
 DECISION = obj(
     {
         "decision": {"type": "string", "enum": [d.value for d in DecisionKind]},

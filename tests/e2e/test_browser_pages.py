@@ -108,7 +108,7 @@ def world(live_module: tuple[str, dict[str, str], Path]) -> dict[str, Any]:
         "editor",
         "POST",
         f"/items/{genuine['id']}/publish",
-        {"content_sha256": item.get("content_sha256")},
+        {"content_sha256": item["version"]["content_sha256"]},
     )
 
     offers = {}
