@@ -114,3 +114,43 @@ def test_pip_audit_reads_the_lock_without_resolving() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     match = re.search(r"would have audited (\d+) packages", proc.stdout + proc.stderr)
     assert match and int(match[1]) == len(_locked()), proc.stdout + proc.stderr
+
+
+def _readme_commands() -> list[str]:
+    """Every shell line of the README's ```sh blocks."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return [
+        line.strip()
+        for block in re.findall(r"```sh\n(.*?)```", readme, re.S)
+        for line in block.splitlines()
+        if line.strip()
+    ]
+
+
+def test_every_documented_install_reads_the_lock() -> None:
+    """A fresh machine gets the locked versions: no install command resolves on its own."""
+    installs = [line for line in _readme_commands() if "pip install" in line]
+    assert len(installs) >= 3, installs  # run, test, production
+    for line in installs:
+        assert "-c requirements.lock" in line, line
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "pip install" in ci
+    for line in ci.splitlines():
+        if "pip install" in line:
+            assert "-c requirements.lock" in line, line
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Run the tests", 1)[1]
+    command = re.search(r"```sh\n(.*?)\n```", section, re.S)[1].strip()
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert command in ci_lines
+
+
+def test_the_lock_refresh_keeps_the_header_and_checks_pyproject() -> None:
+    script = (ROOT / ".ci" / "lock").read_text(encoding="utf-8")
+    assert "sed -n '/^#/p' requirements.lock" in script
+    assert "pip\" freeze --exclude-editable" in script
+    assert "lock_pins_every_dependency" in script
+    assert "#   .ci/lock" in LOCK.read_text(encoding="utf-8")
