@@ -98,8 +98,52 @@ def secure_cookies_given() -> bool:
     return _env("SECURE_COOKIES") is not None
 
 
+#: What every node of a production installation must be given rather than make up for itself.
+PRODUCTION_REQUIRES = (
+    "KEPU_SECRET_KEY (at least 32 characters, the same on every node)",
+    "KEPU_SIGNING_KEY_PATH (an existing Ed25519 key file shared by every node)",
+    "KEPU_DATABASE_URL (PostgreSQL)",
+    "KEPU_BROKER_URL (Redis)",
+)
+
+
+def production_problems() -> list[str]:
+    """What a production node (KEPU_ENV=production) lacks; empty when it may start.
+
+    Without these settings each node would silently generate its own secret key (sign-ins
+    valid on one node only) and its own signing key (receipts signed by different keys), or
+    run on a private SQLite file and an embedded broker that no other node sees.
+    """
+    problems = []
+    secret = _env("SECRET_KEY") or ""
+    if len(secret) < 32 or "change-me" in secret:
+        problems.append(PRODUCTION_REQUIRES[0])
+    key_path = _env("SIGNING_KEY_PATH")
+    if not key_path or not Path(key_path).is_file():
+        problems.append(PRODUCTION_REQUIRES[1])
+    if not (_env("DATABASE_URL") or "").startswith("postgresql"):
+        problems.append(PRODUCTION_REQUIRES[2])
+    if not (_env("BROKER_URL") or "").startswith(("redis://", "rediss://")):
+        problems.append(PRODUCTION_REQUIRES[3])
+    return problems
+
+
+def deployment() -> str:
+    """KEPU_ENV: ``development`` (the default; generated keys, embedded parts) or ``production``."""
+    name = (_env("ENV", "development") or "development").strip().lower()
+    if name not in {"development", "production"}:
+        raise ValueError(f"KEPU_ENV must be development or production, not {name!r}")
+    return name
+
+
 def load() -> dict[str, object]:
     """Build the Flask configuration mapping from the environment."""
+    env_name = deployment()
+    if env_name == "production":
+        missing = production_problems()
+        if missing:
+            # Refuse to start rather than run a node that disagrees with the others.
+            raise ValueError("KEPU_ENV=production refuses to start without: " + "; ".join(missing))
     folder = instance_path()
     folder.mkdir(parents=True, exist_ok=True)
     database_url = _env("DATABASE_URL", f"sqlite:///{folder / 'kepu.sqlite'}")
@@ -115,6 +159,7 @@ def load() -> dict[str, object]:
         # Fault points kill or stall processes on purpose: never on a real (HTTPS) deployment.
         raise ValueError("KEPU_FAULT_INJECTION is for tests only; unset it in production")
     return {
+        "KEPU_ENV": env_name,
         "INSTANCE_PATH": str(folder),
         "SECRET_KEY": _secret_key(folder),
         "SQLALCHEMY_DATABASE_URI": database_url,

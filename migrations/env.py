@@ -13,6 +13,9 @@ config = context.config
 fileConfig(config.config_file_name)
 logger = logging.getLogger("alembic.env")
 
+#: pg_advisory_lock key held while migrating ("kepu" in ASCII).
+MIGRATION_LOCK = 0x6B657075
+
 
 def get_engine():
     try:
@@ -93,10 +96,23 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
-        context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
+        serialised = connection.dialect.name == "postgresql"
+        if serialised:
+            # Several nodes may run `kepu db upgrade` at the same time (every web node's unit
+            # does at start): a session-level advisory lock lets one migrate while the others
+            # wait, then find nothing left to do.
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+            connection.commit()
+        try:
+            context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
-        with context.begin_transaction():
-            context.run_migrations()
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if serialised:
+                connection.rollback()
+                connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+                connection.commit()
 
 
 if context.is_offline_mode():

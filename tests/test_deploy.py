@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,3 +80,38 @@ def test_gunicorn_config_json_access_log(sqlite_url: str, tmp_path: Path) -> Non
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_compose_runs_the_documented_stack_in_order() -> None:
+    """The compose file builds its image, migrates once before anything else starts, soft-stops
+    workers, trusts one proxy and runs in production mode with shared keys."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    kepu = {n: s for n, s in services.items() if s.get("image") == "kepu-review:latest"}
+    assert set(kepu) >= {"migrate", "web", "beat", "worker-screening", "worker-control"}
+    for name, service in kepu.items():
+        assert service["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
+        env = service["environment"]
+        assert env["KEPU_ENV"] == "production" and env["KEPU_SIGNING_KEY_PATH"]
+        if name == "migrate":
+            assert service["command"] == ["kepu", "db", "upgrade"]
+            continue
+        assert service["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+        if name.startswith("worker-"):
+            assert env["REMAP_SIGTERM"] == "SIGQUIT" and service["stop_grace_period"]
+    assert services["web"]["environment"]["KEPU_PROXY_HOPS"] == "1"
+    assert [n for n, s in kepu.items() if "beat" in s["command"]] == ["beat"]
+
+
+def test_dockerfile_installs_the_locked_application() -> None:
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert "pip install --no-cache-dir -c requirements.lock ." in dockerfile
+    for source in re.findall(r"^COPY (.+?) \S+$", dockerfile, re.M):
+        for name in source.split():
+            assert (ROOT / name).exists(), name
+    for package in ("review", "rules", "expert_pool", "workers", "migrations", "config.py"):
+        assert package in dockerfile
+    for debian in ("ffmpeg", "libgl1", "libglib2.0-0"):  # what .ci/run installs for videos
+        assert debian in dockerfile

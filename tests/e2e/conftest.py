@@ -247,3 +247,56 @@ def _reap_group(pgid: int) -> None:
         _time.sleep(0.5)
     os.killpg(pgid, _signal.SIGKILL)
     raise AssertionError("kepu run left its worker running after SIGTERM")
+
+
+def _token(env: dict[str, str], *args: str) -> str:
+    from tests.conftest import run_kepu
+
+    return (
+        run_kepu("users", "create", *args, "--password", PASSWORD, "--token", env=env)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+
+
+def walk_item_to_publication(base: str, env: dict[str, str]) -> None:
+    """Through a live server: accounts made with the CLI, a pseudo-science article submitted
+    over the API, screened and offered to two experts by the workers, approved by both with
+    their passwords, published with a receipt; the ledger verifies."""
+    from tests.conftest import PSEUDO_BODY, PSEUDO_TITLE, run_kepu
+
+    editor = Http(base, _token(env, "ed", "--role", "editor", "--unit", "威海日报社"))
+    experts = [
+        Http(
+            base,
+            _token(env, name, "--role", "expert", "--unit", unit, "--domain", "医学健康", *extra),
+        )
+        for name, unit, extra in (("ex", "某大学", ()), ("ex2", "某医院", ("--senior",)))
+    ]
+
+    status, body = editor.call(
+        "POST", "/api/v1/items", {"title": PSEUDO_TITLE, "body": PSEUDO_BODY, "submit": True}
+    )
+    assert status == 201, body
+    item_id = body["id"]
+    wait_until(
+        lambda: editor.call("GET", f"/api/v1/items/{item_id}")[1]["state"] == "in_review",
+        timeout=90,
+    )
+
+    for number, expert in enumerate(experts, 1):
+        status, offers = expert.call("GET", "/api/v1/assignments")
+        assert status == 200 and len(offers) == 1
+        aid = offers[0]["id"]
+        assert expert.call("POST", f"/api/v1/assignments/{aid}/accept")[0] == 200
+        status, body = expert.call(
+            "POST",
+            f"/api/v1/assignments/{aid}/decision",
+            {"decision": "approve", "password": PASSWORD},
+        )
+        assert status == 200, body
+        assert body["item_state"] == ("approved" if number == 2 else "in_review"), body
+    status, body = editor.call("POST", f"/api/v1/items/{item_id}/publish")
+    assert status == 200 and body["receipt"]["item_id"] == item_id
+
+    assert "链完整" in run_kepu("audit", "verify", env=env).stdout
