@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, render_template, request
+from flask import Blueprint, current_app, g, jsonify, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -17,13 +17,14 @@ from expert_pool import operations as pool_ops
 from expert_pool import pool, quality
 from expert_pool.models import Assignment, Expert, Notification, QualitySample
 from review import api_schemas as S
-from review import dashboard, downloads, ledger, videos
+from review import dashboard, downloads, ledger, lists, paging, videos
 from review import operations as ops
 from review.api_schemas import array_of, ref
 from review.audit import AuditEvent, record_event
 from review.auth import check_password, user_for_token
 from review.db import db, utcnow
 from review.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from review.lifecycle import ItemState
 from review.models import Item, Role, User
 from review.openapi import Param, Response, build_document, is_public, operation
 from review.search import search_items
@@ -177,17 +178,43 @@ def _create_video(user: User, form: dict[str, Any]) -> Any:
 
 @bp.get("/items")
 @operation(
-    summary="列出调用者可见的稿件（最新在前，最多 500 篇）",
+    summary="列出调用者可见的稿件（分页：每页 limit 篇，响应头给出总数和下一页）",
+    description=(
+        "按 sort 排序（默认 newest：最新建立在前），每页至多 limit 篇（默认 50，最多 500）。"
+        "响应头 X-Total-Count 是筛选后的总数；还有下一页时，Link 头给出 rel=\"next\" 的地址"
+        "（带 cursor 参数），一直跟到没有 Link 头即为最后一页。"
+    ),
     tag=ITEMS,
-    query=(STATE_PARAM,),
-    responses={200: Response("稿件列表", array_of(ref("Item")))},
+    query=(
+        STATE_PARAM,
+        Param("domain", S.DOMAIN, "只列出当前版本初筛识别出该领域的稿件"),
+        Param("sort", {"type": "string", "enum": list(lists.ITEM_SORTS)}, "排序"),
+        Param("limit", {"type": "integer", "minimum": 1, "maximum": paging.MAX_LIMIT}, "每页篇数"),
+        Param("cursor", {"type": "string", "maxLength": 2000}, "上一页 Link 头给出的位置"),
+    ),
+    responses={200: Response("稿件列表（一页）", array_of(ref("Item")))},
 )
 def list_items(query: dict[str, Any]) -> Any:
-    """The caller's visible items, newest first."""
-    rows = downloads.visible_items(_user()).order_by(Item.id.desc())
-    if "state" in query:
-        rows = rows.where(Item.state == query["state"])
-    return jsonify([item_to_dict(i) for i in db.session.scalars(rows.limit(500))])
+    """The caller's visible items, one keyset page; the total and the next page in headers."""
+    sort = query.get("sort", "newest")
+    try:
+        page = lists.item_page(
+            _user(),
+            state=ItemState(query["state"]) if "state" in query else None,
+            domain=query.get("domain"),
+            sort=sort,
+            cursor=query.get("cursor"),
+            limit=query.get("limit", paging.DEFAULT_LIMIT),
+        )
+    except paging.CursorError as exc:
+        raise InvalidInput("分页位置无效，请从第一页重新列出", field="cursor") from exc
+    response = jsonify([item_to_dict(i) for i in page.rows])
+    response.headers["X-Total-Count"] = str(page.total)
+    if page.next_cursor:
+        args = {k: v for k, v in request.args.items() if k != "cursor"}
+        next_url = url_for("api.list_items", **args, cursor=page.next_cursor, _external=True)
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return response
 
 
 @bp.get("/items/<int:item_id>")

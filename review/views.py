@@ -29,7 +29,18 @@ from expert_pool import operations as pool_ops
 from expert_pool import pool, quality
 from expert_pool.models import Assignment, AssignmentState, Expert, Notification, QualitySample
 from expert_pool.notifications import unread_count
-from review import dashboard, downloads, feed, ledger, policy, ratelimit, rulepacks, videos
+from review import (
+    dashboard,
+    downloads,
+    feed,
+    ledger,
+    lists,
+    paging,
+    policy,
+    ratelimit,
+    rulepacks,
+    videos,
+)
 from review import operations as ops
 from review.app import login_manager
 from review.audit import AuditEvent, record_event
@@ -86,6 +97,14 @@ from review.web import (
     video_asset,
 )
 from rules import CATEGORIES, DOMAINS, LEVELS, load_default_ruleset
+
+#: The item list's sort orders as people name them (review.lists.ITEM_SORTS).
+ITEM_SORT_LABELS = {
+    "updated": N_("最近更新在前"),
+    "newest": N_("最新建立在前"),
+    "oldest": N_("最早建立在前"),
+    "title": N_("按标题"),
+}
 
 bp = Blueprint("web", __name__)
 
@@ -309,30 +328,34 @@ def home() -> Any:
 @login_required
 @roles_required(Role.editor, Role.auditor, Role.admin)
 def items() -> Any:
-    """Items visible to the user, with their state."""
-    query = select(Item).order_by(Item.updated_at.desc())
-    if current_user.has_role(Role.editor):
-        query = query.where(Item.unit_id == current_user.unit_id)
+    """Items visible to the user, with their state: filtered, sorted and paged."""
     state = request.args.get("state", "")
-    if state in ItemState.__members__:
-        query = query.where(Item.state == ItemState(state))
-    rows = db.session.scalars(query.limit(500)).all()
     domain = request.args.get("domain", "")
-    if domain:
-        rows = [
-            i
-            for i in rows
-            if i.current_version
-            and i.current_version.report
-            and domain in i.current_version.report.domains
-        ]
+    sort = request.args.get("sort", "updated")
+    if sort not in lists.ITEM_SORTS:
+        sort = "updated"
+    try:
+        page = lists.item_page(
+            current_user,
+            state=ItemState(state) if state in ItemState.__members__ else None,
+            domain=domain or None,
+            sort=sort,
+            cursor=request.args.get("cursor") or None,
+            limit=paging.parse_limit(request.args.get("limit", paging.DEFAULT_LIMIT)),
+        )
+    except paging.CursorError as exc:
+        raise InvalidInput(gettext("分页位置无效，请从第一页重新打开列表"), field="cursor") from exc
     return render_template(
         "items.html",
-        items=rows,
+        items=page.rows,
+        page=page,
+        finding_counts=lists.finding_counts(page.rows),
         states=list(ItemState),
-        state=state,
+        state_filter=state,
         domain=domain,
         domains=DOMAINS,
+        sort=sort,
+        sorts=ITEM_SORT_LABELS,
         waiting=[state.value for state in WAITING_STATES],
     )
 
