@@ -1152,6 +1152,55 @@ def admin_experts() -> Any:
     )
 
 
+@bp.route("/admin/experts/new", methods=["GET", "POST"])
+@login_required
+@roles_required(Role.admin)
+def admin_expert_new() -> Any:
+    """Put a user whose role is 审核专家 into the pool, in the browser (CSV import does many)."""
+    in_pool = select(Expert.user_id)
+    candidates = db.session.scalars(
+        select(User)
+        .where(User.role == Role.expert, User.is_active_user.is_(True), User.id.not_in(in_pool))
+        .order_by(User.username)
+    ).all()
+    form = request.form
+    if request.method == "POST":
+        try:
+            chosen = form.get("user_id", "")
+            user = next((u for u in candidates if str(u.id) == chosen), None)
+            if user is None:
+                raise InvalidInput(
+                    gettext("请选择一位尚未加入专家库的审核专家用户"), field="user_id"
+                )
+            if not [d for d in form.getlist("domains") if d]:
+                raise InvalidInput(gettext("请至少选择一个主要领域"), field="domains")
+            expert = pool.add_expert(
+                user,
+                domains=form.getlist("domains"),
+                secondary_domains=form.getlist("secondary_domains"),
+                title=form.get("title", ""),
+                max_load=_int_field(form.get("max_load", "5"), gettext("最大同时审核数")),
+                is_senior=bool(form.get("is_senior")),
+                verified=bool(form.get("is_verified")),
+                conflicts={
+                    kind: _lines(form.get(f"conflict_{kind}", "")) for kind in pool.CONFLICT_KINDS
+                },
+                actor=current_user,
+            )
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+            return render_template(
+                "admin_expert_new.html", candidates=candidates, domains=DOMAINS, form=form
+            ), 400
+        db.session.commit()
+        flash(gettext("已将 %(name)s 加入专家库", name=expert.name), "info")
+        return redirect(url_for("web.admin_experts"))
+    return render_template(
+        "admin_expert_new.html", candidates=candidates, domains=DOMAINS, form=form
+    )
+
+
 @bp.route("/admin/experts/<int:expert_id>", methods=["GET", "POST"])
 @login_required
 @roles_required(Role.admin)

@@ -109,6 +109,54 @@ def test_admin_edits_an_expert_on_the_page(app: Any, factory: Any) -> None:
     assert bad.status_code == 400 and "整数" in bad.get_data(as_text=True)
 
 
+def test_admin_adds_an_expert_on_the_page(app: Any, factory: Any) -> None:
+    admin = factory.user("admin")
+    newcomer = factory.user("expert", unit=factory.unit("某医院"), username="newdoc")
+    already = factory.expert(username="olddoc")
+    editor = factory.user("editor", username="noted")
+    c = _login(app, admin)
+    page = c.get("/admin/experts/new").get_data(as_text=True)
+    assert "newdoc" in page and "olddoc" not in page and "noted" not in page  # candidates only
+    assert 'href="/admin/experts/new"' in c.get("/admin/experts").get_data(as_text=True)
+
+    refused = c.post("/admin/experts/new", data={"user_id": str(already.id), "domains": ["海洋"]})
+    assert refused.status_code == 400 and "尚未加入专家库" in refused.get_data(as_text=True)
+    for user in (editor, None):
+        bad = c.post("/admin/experts/new", data={"user_id": str(user.id) if user else "x"})
+        assert bad.status_code == 400
+    no_domain = c.post("/admin/experts/new", data={"user_id": str(newcomer.id), "title": "主任"})
+    assert no_domain.status_code == 400
+    assert 'value="主任"' in no_domain.get_data(as_text=True)  # what was typed is kept
+    assert Expert.for_user(newcomer) is None
+
+    resp = c.post(
+        "/admin/experts/new",
+        data={
+            "user_id": str(newcomer.id),
+            "title": "主任医师",
+            "domains": ["医学健康"],
+            "secondary_domains": ["食品药品安全"],
+            "is_verified": "1",
+            "is_senior": "1",
+            "max_load": "4",
+            "conflict_companies": "某保健品公司",
+        },
+    )
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    expert = Expert.for_user(newcomer)
+    assert expert is not None and expert.is_senior and expert.max_load == 4
+    assert expert.domains == ["医学健康"] and expert.conflicts["companies"] == ["某保健品公司"]
+    event = (
+        db.session.query(AuditEvent)
+        .filter_by(action="pool.expert_added", subject_id=str(expert.id))
+        .one()
+    )
+    assert event.actor == admin.username
+    auditor = _login(app, factory.user("auditor"))
+    assert auditor.get("/admin/experts/new").status_code == 403
+    assert 'href="/admin/experts/new"' not in auditor.get("/admin/experts").get_data(as_text=True)
+
+
 def test_expert_claims_from_the_page_and_editor_appeals(app: Any, factory: Any) -> None:
     editor = factory.user("editor")
     ed = factory.token(editor)

@@ -166,6 +166,8 @@ POLICY: dict[tuple[str, str], P] = {
     ("web.admin_users", "POST"): P(r(AD)),
     ("web.admin_toggle_user", "POST"): P(r(AD), "user"),
     ("web.admin_reset_password", "POST"): P(r(AD), "user"),
+    ("web.admin_expert_new", "GET"): P(r(AD)),
+    ("web.admin_expert_new", "POST"): P(r(AD)),
     ("web.admin_expert_edit", "GET"): P(r(AD), "expert"),
     ("web.admin_expert_edit", "POST"): P(r(AD), "expert"),
     ("web.admin_assign", "POST"): P(r(AD), "item"),
