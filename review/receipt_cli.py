@@ -60,9 +60,7 @@ def receipt_verify(
         pem = receipts.instance_public_pem()
         if pem is not None:
             note = "使用本实例的签名公钥（在平台服务器上运行）"
-    outcome = receipts.verify(
-        document, public_pem=pem, content=content, title=title, key_note=note
-    )
+    outcome = receipts.verify(document, public_pem=pem, content=content, title=title, key_note=note)
     for line in outcome.messages[:-1]:
         click.echo(line)
     if outcome.messages:
