@@ -333,27 +333,38 @@ def _verify_database(trusted: list[Any], pem: str | None) -> Any:
     from sqlalchemy import select
 
     from review import ledger
-    from review.audit import iter_exported_events, verify_events
+    from review.audit import (
+        GENESIS_HASH,
+        AuditEvent,
+        AuditHead,
+        iter_exported_events,
+        verify_events,
+    )
     from review.db import db
 
     chain = verify_events(iter_exported_events())
     if not chain.ok:
         return ledger.BundleResult(False, [chain.message], chain.first_bad_seq)
+    leaves = ledger.leaf_hashes()
+    last = db.session.scalar(select(AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1))
+    head = ledger.check_head(len(leaves), last or GENESIS_HASH, db.session.get(AuditHead, 1))
+    if not head.ok:
+        return head
     signer = current_app.extensions["kepu_signer"]
     key = ledger.load_public_key(pem or signer.public_pem())
-    leaves = ledger.leaf_hashes()
     stored = [
         ledger.parse_note(cp.note, source=f"#{cp.tree_size}")
         for cp in db.session.scalars(
             select(ledger.AuditCheckpoint).order_by(ledger.AuditCheckpoint.tree_size)
         )
     ]
-    messages = [chain.message]
+    messages = [chain.message, *head.messages]
     for label, group in (("数据库中的检查点", stored), ("受信任的检查点", trusted)):
         result = ledger.check_checkpoints(leaves, group, key, label=label)
         if not result.ok:
             return result
         messages.extend(result.messages)
+    messages.append(ledger.unvouched(len(leaves), (cp.size for cp in [*stored, *trusted])))
     return ledger.BundleResult(True, messages)
 
 
@@ -367,11 +378,19 @@ def _verify_database(trusted: list[Any], pem: str | None) -> Any:
 )
 @with_appcontext
 def audit_export(out: Path) -> None:
-    """Export the ledger for offline verification."""
+    """Export the ledger for offline verification, with a checkpoint signed of what it exports."""
     from review import ledger
+    from review.audit import SYSTEM
+    from review.db import db
 
-    count = ledger.export_bundle(out, signer=current_app.extensions["kepu_signer"])
-    click.echo(f"exported {count} events to {out}")
+    count = ledger.export_bundle(
+        out,
+        signer=current_app.extensions["kepu_signer"],
+        checkpoint_origin=str(current_app.config["LEDGER_ORIGIN"]),
+        actor=SYSTEM,
+    )
+    db.session.commit()
+    click.echo(f"exported {count} events to {out} (checkpoint signed at tree size {count})")
 
 
 @audit_group.command("checkpoint")
