@@ -145,7 +145,10 @@ def load() -> dict[str, object]:
         # Screening: the lowest risk level that routes a version to experts.
         "FLAG_LEVEL": _env("FLAG_LEVEL", "medium"),
         "SCREENING_MAX_ATTEMPTS": _env_int("SCREENING_MAX_ATTEMPTS", 3),
-        "STUCK_AFTER": _env_int("STUCK_AFTER", 600),
+        # A version in submitted/screening this long is re-queued (a worker died with it, or
+        # the broker lost it; a redelivery is harmless). Videos wait MEDIA_STUCK_AFTER at least.
+        "STUCK_AFTER": _env_int("STUCK_AFTER", 60),
+        "MEDIA_STUCK_AFTER": _env_int("MEDIA_STUCK_AFTER", 600),
         # Deadlines for experts, in seconds.
         "ACCEPT_WITHIN": _env_int("ACCEPT_WITHIN", 2 * 24 * 3600),
         "DECIDE_WITHIN": _env_int("DECIDE_WITHIN", 5 * 24 * 3600),

@@ -415,15 +415,21 @@ def stuck_versions(*, older_than: timedelta) -> Sequence[Version]:
     ).all()
 
 
-def requeue_stuck(*, older_than: timedelta) -> int:
-    """Re-enqueue screening for stuck versions (the broker may have lost the message)."""
+def requeue_stuck(
+    *, older_than: timedelta, media_older_than: timedelta = timedelta(0)
+) -> int:
+    """Re-enqueue screening for stuck versions (the broker lost the message, or the worker died
+    with it); a video's media step only after ``media_older_than`` too (OCR runs long)."""
     count = 0
+    media_cutoff = utcnow() - max(older_than, media_older_than)
     for version in stuck_versions(older_than=older_than):
         item = version.item
         task = SCREEN_TASK
         if media_pending(version):
             if any(j.state is JobState.failed for j in media_jobs(version)):
                 continue  # waits for the editor to retry the failed step (they see why)
+            if item.state_changed_at >= media_cutoff:
+                continue  # a long video may still be in OCR: never run it twice at once
             task = MEDIA_TASK
         item.state_changed_at = utcnow()  # so the next sweep waits again
         enqueue(task, version.id)

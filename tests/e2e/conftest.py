@@ -128,10 +128,14 @@ class Http:
 
 
 @contextlib.contextmanager
-def kepu_run(folder: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
-    """`kepu run` on the embedded defaults in a fresh instance folder: (base URL, env, log)."""
+def kepu_run(
+    folder: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, dict[str, str], Path]]:
+    """`kepu run` on the embedded defaults in a fresh instance folder: (base URL, env, log);
+    its pid is in ``folder/run.pid``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEPU_")}
     env.update(KEPU_INSTANCE_PATH=str(folder / "instance"), KEPU_RELAY_EVERY="1")
+    env.update(extra_env or {})
     port = free_port()
     kepu = str(Path(sys.executable).parent / "kepu")
     log = folder / "run.log"
@@ -143,6 +147,7 @@ def kepu_run(folder: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    (folder / "run.pid").write_text(str(proc.pid))
     base = f"http://127.0.0.1:{port}"
     try:
 

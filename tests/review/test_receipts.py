@@ -375,3 +375,21 @@ def test_a_version_frozen_before_the_canonical_form_keeps_its_hash_and_receipts(
     edited = _write(tmp_path, "edited.txt", CRLF_BODY.replace("没有", "有").encode())
     out = _kepu_verify(tmp_path, str(receipt), *key, "--content", str(edited))
     assert out.returncode == EXIT_INVALID
+
+
+def test_the_guides_content_hash_recipe_matches_the_platform() -> None:
+    """docs/integration.md's stdlib recipe gives the platform's hash for the same article in
+    any line-ending style."""
+    import re
+
+    from tests.conftest import ROOT
+
+    text = (ROOT / "docs" / "integration.md").read_text(encoding="utf-8")
+    match = re.search(r"<!-- example: content-hash -->\s*```python\n(.*?)```", text, re.S)
+    assert match is not None
+    scope: dict[str, Any] = {}
+    exec(compile(match.group(1), "integration.md", "exec"), scope)  # noqa: S102
+    lf = CRLF_BODY.replace("\r\n", "\n")
+    for body in (CRLF_BODY, lf, lf + "\n", "e\u0301" + lf):
+        assert scope["content_sha256"](GENUINE_TITLE, body) == content_sha256(GENUINE_TITLE, body)
+    assert scope["content_sha256"](GENUINE_TITLE, CRLF_BODY) == content_sha256(GENUINE_TITLE, lf)
