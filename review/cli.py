@@ -347,12 +347,15 @@ def _verify_database(trusted: list[Any], pem: str | None) -> Any:
     )
     from review.db import db
 
+    # The head first: events appended while the chain is read are then no false alarm.
+    head_row = db.session.get(AuditHead, 1)
+    head_seq, head_hash = (head_row.seq, head_row.hash) if head_row else (-1, GENESIS_HASH)
     chain = verify_events(iter_exported_events())
     if not chain.ok:
         return ledger.BundleResult(False, [chain.message], chain.first_bad_seq)
     leaves = ledger.leaf_hashes()
-    last = db.session.scalar(select(AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1))
-    head = ledger.check_head(len(leaves), last or GENESIS_HASH, db.session.get(AuditHead, 1))
+    at_head = db.session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == head_seq))
+    head = ledger.check_head(len(leaves), at_head, head_seq, head_hash)
     if not head.ok:
         return head
     signer = current_app.extensions["kepu_signer"]

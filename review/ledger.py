@@ -28,7 +28,7 @@ from sqlalchemy import Integer, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from review import merkle
-from review.audit import GENESIS_HASH, AuditEvent, AuditHead, record_event, verify_events
+from review.audit import AuditEvent, AuditHead, record_event, verify_events
 from review.db import UTCDateTime, db, utcnow
 from review.signing import Signer, load_public_key
 
@@ -274,11 +274,11 @@ def unvouched(count: int, sizes: Iterable[int]) -> str:
     )
 
 
-def check_head(count: int, last_hash: str, head: AuditHead | None) -> BundleResult:
-    """The verified chain of ``count`` events must end exactly where ``audit_head`` (the row
-    every append locks and moves) says it does: deleting the newest events leaves it behind."""
-    head_seq = head.seq if head is not None else -1
-    head_hash = head.hash if head is not None else GENESIS_HASH
+def check_head(count: int, hash_at_head: str | None, head_seq: int, head_hash: str) -> BundleResult:
+    """The verified chain of ``count`` events must reach ``audit_head`` (the row every append
+    locks and moves), and its event there must carry the head's hash: deleting the newest
+    events leaves the head behind. ``hash_at_head`` is the hash of the event at the head's seq
+    (read after the head, so events appended meanwhile are no alarm)."""
     last_seq = count - 1
     if head_seq > last_seq:
         return BundleResult(
@@ -289,14 +289,11 @@ def check_head(count: int, last_hash: str, head: AuditHead | None) -> BundleResu
             ],
             last_seq + 1,
         )
-    if head_seq < last_seq or head_hash != last_hash:
+    if head_seq >= 0 and hash_at_head != head_hash:
         return BundleResult(
             False,
-            [
-                f"账本末尾与 audit_head 不符：audit_head 记录第 {head_seq} 条，"
-                f"链到第 {last_seq} 条，末尾的哈希不同"
-            ],
-            head_seq + 1 if head_seq < last_seq else last_seq,
+            [f"第 {head_seq} 条事件的哈希与 audit_head 记录的不同（末尾的事件被替换）"],
+            head_seq,
         )
     return BundleResult(True, [f"链的末尾与 audit_head 一致（第 {head_seq} 条）"])
 

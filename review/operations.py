@@ -415,9 +415,7 @@ def stuck_versions(*, older_than: timedelta) -> Sequence[Version]:
     ).all()
 
 
-def requeue_stuck(
-    *, older_than: timedelta, media_older_than: timedelta = timedelta(0)
-) -> int:
+def requeue_stuck(*, older_than: timedelta, media_older_than: timedelta = timedelta(0)) -> int:
     """Re-enqueue screening for stuck versions (the broker lost the message, or the worker died
     with it); a video's media step only after ``media_older_than`` too (OCR runs long)."""
     count = 0
