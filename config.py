@@ -64,6 +64,11 @@ def instance_path() -> Path:
     return Path(_env("INSTANCE_PATH", os.path.join(os.getcwd(), "instance"))).resolve()
 
 
+def signing_key_path(folder: Path | None = None) -> Path:
+    """The instance's Ed25519 signing key: KEPU_SIGNING_KEY_PATH, else in the instance folder."""
+    return Path(_env("SIGNING_KEY_PATH", str((folder or instance_path()) / "signing_key.pem")))
+
+
 def _secret_key(folder: Path) -> str:
     """Return KEPU_SECRET_KEY, or a random key generated once and kept in the instance folder."""
     given = _env("SECRET_KEY")
@@ -178,14 +183,17 @@ def load() -> dict[str, object]:
         "MEDIA_MAX_ATTEMPTS": _env_int("MEDIA_MAX_ATTEMPTS", 3),
         "FFMPEG": _env("FFMPEG", "ffmpeg"),
         "FFPROBE": _env("FFPROBE", "ffprobe"),
-        "SIGNING_KEY_PATH": _env("SIGNING_KEY_PATH", str(folder / "signing_key.pem")),
+        "SIGNING_KEY_PATH": str(signing_key_path(folder)),
         # The audit ledger's name in signed checkpoints, and how often one is signed.
         "LEDGER_ORIGIN": _env("LEDGER_ORIGIN", "kepu-review/audit"),
         "CHECKPOINT_EVERY": _env_int("CHECKPOINT_EVERY", 3600),
         # Screening: the lowest risk level that routes a version to experts.
         "FLAG_LEVEL": _env("FLAG_LEVEL", "medium"),
         "SCREENING_MAX_ATTEMPTS": _env_int("SCREENING_MAX_ATTEMPTS", 3),
-        "STUCK_AFTER": _env_int("STUCK_AFTER", 600),
+        # A version in submitted/screening this long is re-queued (a worker died with it, or
+        # the broker lost it; a redelivery is harmless). Videos wait MEDIA_STUCK_AFTER at least.
+        "STUCK_AFTER": _env_int("STUCK_AFTER", 60),
+        "MEDIA_STUCK_AFTER": _env_int("MEDIA_STUCK_AFTER", 600),
         # Deadlines for experts, in seconds.
         "ACCEPT_WITHIN": _env_int("ACCEPT_WITHIN", 2 * 24 * 3600),
         "DECIDE_WITHIN": _env_int("DECIDE_WITHIN", 5 * 24 * 3600),

@@ -175,13 +175,17 @@ def verify_events(events: Iterable[Mapping[str, Any]]) -> VerifyResult:
     return VerifyResult(True, checked, None, f"已校验 {checked} 条审计事件，链完整")
 
 
-def iter_exported_events(batch: int = 1000) -> Iterable[dict[str, Any]]:
-    """Every event in order, in exported form, read in batches."""
+def iter_exported_events(
+    batch: int = 1000, *, below: int | None = None
+) -> Iterable[dict[str, Any]]:
+    """Every event in order (those with ``seq < below`` when given), in exported form, read in
+    batches."""
     last = -1
     while True:
-        rows = db.session.scalars(
-            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
-        ).all()
+        query = select(AuditEvent).where(AuditEvent.seq > last)
+        if below is not None:
+            query = query.where(AuditEvent.seq < below)
+        rows = db.session.scalars(query.order_by(AuditEvent.seq).limit(batch)).all()
         if not rows:
             return
         for row in rows:

@@ -6,7 +6,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess  # nosec B404  # starts our own Celery workers (fixed argv, below)
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,46 +86,52 @@ def run_command(host: str, port: int, no_worker: bool) -> None:
         # come back, so the embedded run defaults to ordinary cookies and no HSTS.
         app.config.update(config.cookie_settings(False))
     _upgrade_if_empty()
-    workers: list[subprocess.Popen[bytes]] = []
+    supervisor = None
     if not no_worker:
+        from review.supervise import Supervisor
+
+        instance = Path(app.instance_path)
         env = dict(os.environ, KEPU_INSTANCE_PATH=app.instance_path)
-        schedule = Path(app.instance_path) / "celerybeat-schedule"
         name = secrets.token_hex(3)
-        base = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker"]
-        # Text screening and control work in one worker (with beat); videos in their own, so a
-        # long video never holds up the screening of articles.
-        # Fixed argv (this interpreter, our Celery app, generated names): no user input.
-        workers.append(
-            subprocess.Popen(  # nosec B603
-                [*base, "-B", "-s", str(schedule), "-Q", "screening,control,notifications"]
-                + ["-c", "2", "--loglevel", "INFO", "-n", f"kepu-{name}@%h"],
-                env=env,
-            )
-        )
-        workers.append(
-            subprocess.Popen(  # nosec B603
-                [*base, "-Q", "media", "-c", "1", "--loglevel", "INFO"]
-                + ["-n", f"kepu-media-{name}@%h"],
-                env=env,
-            )
+        celery = [sys.executable, "-m", "celery", "-A", "workers.celery_app"]
+        worker = [*celery, "worker", "--loglevel", "INFO"]
+        # Text screening and control work in one worker; videos in their own, so a long video
+        # never holds up the screening of articles. The scheduler is a child of its own (not
+        # the worker's -B), so a dead worker never leaves it orphaned; its pid file refuses a
+        # second scheduler on the same instance.
+        supervisor = Supervisor(
+            {
+                "screening worker": [
+                    *worker,
+                    *("-Q", "screening,control,notifications", "-c", "2"),
+                    *("-n", f"kepu-{name}@%h"),
+                ],
+                "media worker": [*worker, "-Q", "media", "-c", "1", "-n", f"kepu-media-{name}@%h"],
+                "scheduler": [
+                    *celery,
+                    "beat",
+                    *("-s", str(instance / "celerybeat-schedule")),
+                    *("--pidfile", str(instance / "celerybeat.pid")),
+                    *("--loglevel", "INFO"),
+                ],
+            },
+            env=env,
+            echo=lambda line: click.echo(line, err=True),
         )
     click.echo(f"科普信息科学性审查平台 正在运行：http://{host}:{port}/  (Ctrl+C 停止)", err=False)
     database, broker = app.config["SQLALCHEMY_DATABASE_URI"], app.config["BROKER_URL"]
     click.echo(f"数据库：{_redact(database)}  队列：{_redact(broker)}")
-    # SIGTERM (service managers, tests) must stop the worker too, not leave it orphaned.
+    # SIGTERM (service managers, tests) must stop the children too, not leave them orphaned.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
+        if supervisor is not None:
+            supervisor.start()
         from werkzeug.serving import run_simple
 
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
     finally:
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        if supervisor is not None:
+            supervisor.stop()
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
@@ -333,27 +338,41 @@ def _verify_database(trusted: list[Any], pem: str | None) -> Any:
     from sqlalchemy import select
 
     from review import ledger
-    from review.audit import iter_exported_events, verify_events
+    from review.audit import (
+        GENESIS_HASH,
+        AuditEvent,
+        AuditHead,
+        iter_exported_events,
+        verify_events,
+    )
     from review.db import db
 
+    # The head first: events appended while the chain is read are then no false alarm.
+    head_row = db.session.get(AuditHead, 1)
+    head_seq, head_hash = (head_row.seq, head_row.hash) if head_row else (-1, GENESIS_HASH)
     chain = verify_events(iter_exported_events())
     if not chain.ok:
         return ledger.BundleResult(False, [chain.message], chain.first_bad_seq)
+    leaves = ledger.leaf_hashes()
+    at_head = db.session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == head_seq))
+    head = ledger.check_head(len(leaves), at_head, head_seq, head_hash)
+    if not head.ok:
+        return head
     signer = current_app.extensions["kepu_signer"]
     key = ledger.load_public_key(pem or signer.public_pem())
-    leaves = ledger.leaf_hashes()
     stored = [
         ledger.parse_note(cp.note, source=f"#{cp.tree_size}")
         for cp in db.session.scalars(
             select(ledger.AuditCheckpoint).order_by(ledger.AuditCheckpoint.tree_size)
         )
     ]
-    messages = [chain.message]
+    messages = [chain.message, *head.messages]
     for label, group in (("数据库中的检查点", stored), ("受信任的检查点", trusted)):
         result = ledger.check_checkpoints(leaves, group, key, label=label)
         if not result.ok:
             return result
         messages.extend(result.messages)
+    messages.append(ledger.unvouched(len(leaves), (cp.size for cp in [*stored, *trusted])))
     return ledger.BundleResult(True, messages)
 
 
@@ -367,11 +386,19 @@ def _verify_database(trusted: list[Any], pem: str | None) -> Any:
 )
 @with_appcontext
 def audit_export(out: Path) -> None:
-    """Export the ledger for offline verification."""
+    """Export the ledger for offline verification, with a checkpoint signed of what it exports."""
     from review import ledger
+    from review.audit import SYSTEM
+    from review.db import db
 
-    count = ledger.export_bundle(out, signer=current_app.extensions["kepu_signer"])
-    click.echo(f"exported {count} events to {out}")
+    count = ledger.export_bundle(
+        out,
+        signer=current_app.extensions["kepu_signer"],
+        checkpoint_origin=str(current_app.config["LEDGER_ORIGIN"]),
+        actor=SYSTEM,
+    )
+    db.session.commit()
+    click.echo(f"exported {count} events to {out} (checkpoint signed at tree size {count})")
 
 
 @audit_group.command("checkpoint")

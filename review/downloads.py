@@ -131,7 +131,12 @@ def build(kind: str, fmt: str, user: User, args: Mapping[str, str]) -> Download:
         )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "ledger"
-        ledger.export_bundle(folder, signer=signer())
+        ledger.export_bundle(
+            folder,
+            signer=signer(),
+            checkpoint_origin=str(current_app.config["LEDGER_ORIGIN"]),
+            actor=user,
+        )
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
             for path in sorted(folder.rglob("*")):

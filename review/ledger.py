@@ -182,20 +182,33 @@ def create_checkpoint(*, signer: Signer, origin: str, actor: Any) -> AuditCheckp
     return row
 
 
-def export_bundle(out: Path, *, signer: Signer) -> int:
-    """Write events.jsonl, every checkpoint and the public key into ``out``; returns the count."""
+def export_bundle(
+    out: Path, *, signer: Signer, checkpoint_origin: str | None = None, actor: Any = None
+) -> int:
+    """Write events.jsonl, every checkpoint and the public key into ``out``; returns the count.
+
+    With ``checkpoint_origin`` a checkpoint of exactly the exported events is signed first
+    (audited like the hourly one; never commits), so a truncated export is caught at once
+    rather than after the next hourly checkpoint.
+    """
     from review.audit import iter_exported_events
 
+    size = None
+    if checkpoint_origin is not None:
+        size = create_checkpoint(signer=signer, origin=checkpoint_origin, actor=actor).tree_size
     out.mkdir(parents=True, exist_ok=True)
     (out / CHECKPOINTS_DIR).mkdir(exist_ok=True)
     count = 0
     with open(out / EVENTS_FILE, "w", encoding="utf-8") as fh:
-        for event in iter_exported_events():
+        for event in iter_exported_events(below=size):
             fh.write(
                 json.dumps(event, ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n"
             )
             count += 1
-    for cp in db.session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size)):
+    query = select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size)
+    if size is not None:
+        query = query.where(AuditCheckpoint.tree_size <= size)
+    for cp in db.session.scalars(query):
         (out / CHECKPOINTS_DIR / f"checkpoint-{cp.tree_size:08d}.txt").write_text(
             cp.note, encoding="utf-8"
         )
@@ -243,6 +256,46 @@ def check_checkpoints(
             )
         result.messages.append(f"{label} {cp.source} 树大小 {cp.size} 一致")
     return result
+
+
+def unvouched(count: int, sizes: Iterable[int]) -> str:
+    """Which events no verified checkpoint covers: their removal or change could go unseen."""
+    newest = max(sizes, default=0)
+    if count <= newest:
+        return f"全部 {count} 条事件都有签名检查点担保（最新的检查点树大小 {newest}）"
+    if newest == 0:
+        return (
+            f"注意：没有签名检查点，无法担保这 {count} 条事件（seq 0–{count - 1}）"
+            "末尾没有被删除；请签署检查点（kepu audit checkpoint）并在系统外保存"
+        )
+    return (
+        f"注意：最新的检查点（树大小 {newest}）之后的 {count - newest} 条事件"
+        f"（seq {newest}–{count - 1}）没有检查点担保：其中末尾的事件被删除也无法发现"
+    )
+
+
+def check_head(count: int, hash_at_head: str | None, head_seq: int, head_hash: str) -> BundleResult:
+    """The verified chain of ``count`` events must reach ``audit_head`` (the row every append
+    locks and moves), and its event there must carry the head's hash: deleting the newest
+    events leaves the head behind. ``hash_at_head`` is the hash of the event at the head's seq
+    (read after the head, so events appended meanwhile are no alarm)."""
+    last_seq = count - 1
+    if head_seq > last_seq:
+        return BundleResult(
+            False,
+            [
+                f"账本末尾的事件不见了：audit_head 记录到第 {head_seq} 条，"
+                f"链只到第 {last_seq} 条（最新的 {head_seq - last_seq} 条事件被删除）"
+            ],
+            last_seq + 1,
+        )
+    if head_seq >= 0 and hash_at_head != head_hash:
+        return BundleResult(
+            False,
+            [f"第 {head_seq} 条事件的哈希与 audit_head 记录的不同（末尾的事件被替换）"],
+            head_seq,
+        )
+    return BundleResult(True, [f"链的末尾与 audit_head 一致（第 {head_seq} 条）"])
 
 
 def verify_bundle(
@@ -293,6 +346,7 @@ def verify_bundle(
         if not result.ok:
             return result
         messages.extend(result.messages)
+    messages.append(unvouched(len(leaves), (cp.size for cp in [*own, *trusted])))
     return BundleResult(True, messages)
 
 

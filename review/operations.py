@@ -33,7 +33,7 @@ from review.models import (
     User,
     Version,
 )
-from review.receipts import HASH_SCHEME, RECEIPT_VERSION
+from review.receipts import RECEIPT_VERSION, canonical_text, hash_scheme_of
 from review.signing import Signer
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,10 @@ def update_draft(item: Item, *, title: object, body: object, actor: User) -> Non
 
 
 def _freeze_version(item: Item, actor: User) -> Version:
+    # The frozen text is the canonical form the hash covers (review.receipts.canonical_text),
+    # so what experts read, what is published and what a CMS recomputes are the same text.
+    # Versions frozen earlier keep their stored text and hash (scheme kepu-version-v1).
+    item.title, item.body = canonical_text(item.title), canonical_text(item.body)
     number = (
         db.session.scalar(select(func.max(Version.number)).where(Version.item_id == item.id)) or 0
     ) + 1
@@ -411,15 +415,19 @@ def stuck_versions(*, older_than: timedelta) -> Sequence[Version]:
     ).all()
 
 
-def requeue_stuck(*, older_than: timedelta) -> int:
-    """Re-enqueue screening for stuck versions (the broker may have lost the message)."""
+def requeue_stuck(*, older_than: timedelta, media_older_than: timedelta = timedelta(0)) -> int:
+    """Re-enqueue screening for stuck versions (the broker lost the message, or the worker died
+    with it); a video's media step only after ``media_older_than`` too (OCR runs long)."""
     count = 0
+    media_cutoff = utcnow() - max(older_than, media_older_than)
     for version in stuck_versions(older_than=older_than):
         item = version.item
         task = SCREEN_TASK
         if media_pending(version):
             if any(j.state is JobState.failed for j in media_jobs(version)):
                 continue  # waits for the editor to retry the failed step (they see why)
+            if item.state_changed_at >= media_cutoff:
+                continue  # a long video may still be in OCR: never run it twice at once
             task = MEDIA_TASK
         item.state_changed_at = utcnow()  # so the next sweep waits again
         enqueue(task, version.id)
@@ -569,7 +577,8 @@ def build_receipt(
     """The signed publication receipt (version 2, see review.receipts): content hash, how it is
     computed, the outcome and each expert's signed decision, the time, the key."""
     media = version_media(version)
-    if Version.compute_sha256(version.title, version.body, media) != version.content_sha256:
+    scheme = hash_scheme_of(version.title, version.body, media, version.content_sha256)
+    if scheme is None:
         # Never issue a receipt whose hash a verifier could not recompute.
         raise Conflict("版本内容与其内容哈希不一致，不能签发回执", code="hash_mismatch")
     ordered = sorted(decisions, key=lambda d: (d.signed_at, d.id))
@@ -579,7 +588,7 @@ def build_receipt(
         "kind": item.kind.value,
         "title": version.title,
         "version": version.number,
-        "hash_scheme": HASH_SCHEME,
+        "hash_scheme": scheme,
         "content_sha256": version.content_sha256,
         "media": media,
         "decision": outcome,

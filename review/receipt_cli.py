@@ -2,7 +2,8 @@
 
 Exit codes: 0 the receipt is genuine (and the content, when given, is what was approved);
 1 it is not (signature invalid, another key, content edited); 2 it could not be checked
-(unreadable file, not a receipt, no or bad public key).
+(unreadable file, not a receipt, no trusted or a bad public key). The key inside the file is
+never trusted: without ``--pubkey`` the instance's own key is used when run on the server.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def receipt_group() -> None:
 @click.option(
     "--pubkey",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The platform's public key (PEM) you trust; default: the key inside FILE.",
+    help="The platform's public key (PEM) you trust. Default on the server: the instance's own "
+    "key; elsewhere it is required (the key inside FILE is never trusted).",
 )
 @click.option(
     "--content",
@@ -36,7 +38,8 @@ def receipt_verify(
 ) -> None:
     """Verify FILE (a receipt downloaded from the platform): signature, key and content.
 
-    Exit 0: genuine; 1: invalid or the content was edited; 2: could not be checked.
+    Exit 0: genuine; 1: invalid or the content was edited; 2: could not be checked (also when
+    no trusted key is given off the server: get it from GET /api/v1/audit/public-key).
     """
     from review import receipts
 
@@ -52,7 +55,12 @@ def receipt_verify(
     if content is not None and not content.is_file():
         click.echo(f"错误：找不到内容文件 {content}", err=True)
         raise SystemExit(receipts.EXIT_USAGE)
-    outcome = receipts.verify(document, public_pem=pem, content=content, title=title)
+    note = ""
+    if pem is None:
+        pem = receipts.instance_public_pem()
+        if pem is not None:
+            note = "使用本实例的签名公钥（在平台服务器上运行）"
+    outcome = receipts.verify(document, public_pem=pem, content=content, title=title, key_note=note)
     for line in outcome.messages[:-1]:
         click.echo(line)
     if outcome.messages:

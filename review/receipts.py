@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,29 +24,95 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 
 from review.signing import canonical_json
 
 RECEIPT_VERSION = 2
-HASH_SCHEME = "kepu-version-v1"
+#: The content hash of every version frozen now: ``kepu-version-v1``'s algorithm over the
+#: canonical form (``canonical_text``) of the title and the body.
+HASH_SCHEME = "kepu-version-v2"
+#: The hash of versions frozen before the canonical form: over the stored text as it was typed
+#: (the web form stored CRLF line endings). Those versions keep their hash, so every receipt
+#: already issued keeps verifying.
+LEGACY_HASH_SCHEME = "kepu-version-v1"
+HASH_SCHEMES = (HASH_SCHEME, LEGACY_HASH_SCHEME)
+
+#: Spaces stripped at the end of every line: space, tab and the ideographic space (U+3000).
+TRAILING_SPACE = " \t\u3000"
+
+#: Said when no trusted key is at hand (the CLI speaks Chinese, with English for operators).
+NO_TRUSTED_KEY = (
+    "没有受信任的公钥，无法证明回执由本平台签发：请用 --pubkey 指定平台公钥。"
+    "公钥可由审计人员或管理员从平台下载（GET /api/v1/audit/public-key），离线保存后交给 CMS；"
+    "回执文件自带的公钥谁都能伪造，不被采用。\n"
+    "No trusted public key: pass --pubkey PLATFORM.pem. An auditor or admin downloads it from "
+    "GET /api/v1/audit/public-key; the key inside the receipt file is not trusted."
+)
 
 #: Exit codes of ``kepu receipt verify``.
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
-def content_sha256(title: str, body: str, media: Sequence[str] = ()) -> str:
+def canonical_text(text: str) -> str:
+    """The one canonical form of a title or body that the content hash covers.
+
+    Unicode NFC; every line ending (CRLF, lone CR) becomes LF; spaces, tabs and U+3000 at the
+    end of each line are removed; line breaks at the very end are removed. Nothing else changes
+    (no NFKC, no change inside a line), so the canonical text reads exactly like the original:
+    a CMS that saves the article with LF line endings, or adds a final newline, or a form that
+    posts CRLF, all give the same hash.
+    """
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    return "\n".join(line.rstrip(TRAILING_SPACE) for line in text.split("\n")).rstrip("\n")
+
+
+def content_sha256(
+    title: str, body: str, media: Sequence[str] = (), *, scheme: str = HASH_SCHEME
+) -> str:
     """Hash over everything that would be published, length-prefixed so fields cannot shift.
 
+    ``kepu-version-v2`` (the default) hashes the canonical form of title and body
+    (``canonical_text``); ``kepu-version-v1`` (versions frozen before it) hashes them as given.
     ``media`` names a video's bytes and each subtitle file's bytes by their SHA-256
     (``video:<sha>``, ``subtitle:<sha>``); articles have none.
     """
+    if scheme == HASH_SCHEME:
+        title, body = canonical_text(title), canonical_text(body)
+    elif scheme != LEGACY_HASH_SCHEME:
+        raise ValueError(f"unknown hash scheme {scheme!r}")
     digest = hashlib.sha256()
-    for part in (HASH_SCHEME, title, body, *media):
+    for part in (scheme, title, body, *media):
         data = part.encode("utf-8")
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
     return digest.hexdigest()
+
+
+def hash_scheme_of(title: str, body: str, media: Sequence[str], expected: str) -> str | None:
+    """The scheme under which ``expected`` is the hash of this content (None: neither)."""
+    for scheme in HASH_SCHEMES:
+        if content_sha256(title, body, media, scheme=scheme) == expected:
+            return scheme
+    return None
+
+
+def legacy_candidates(text: str) -> list[str]:
+    """The texts a ``kepu-version-v1`` hash may have covered for a file holding ``text``.
+
+    Those versions hashed the body as stored, and the web form stored CRLF line endings; a
+    file saved with LF (and perhaps a final newline) is the same article.
+    """
+    out: list[str] = []
+    for base in (text, text.rstrip("\r\n")):
+        lf = base.replace("\r\n", "\n").replace("\r", "\n")
+        for candidate in (base, lf, lf.replace("\n", "\r\n")):
+            if candidate not in out:
+                out.append(candidate)
+    return out
 
 
 def file_sha256(path: Path) -> str:
@@ -103,6 +170,28 @@ def load_public_key(pem: str) -> Ed25519PublicKey:
     return key
 
 
+def instance_public_pem() -> str | None:
+    """The public half of this instance's own signing key when run on the server, else None.
+
+    Looked up where the app keeps it (KEPU_SIGNING_KEY_PATH, else ``signing_key.pem`` in the
+    instance folder); never creates a key.
+    """
+    import config  # stdlib only: the verifier still needs no app and no database
+
+    path = config.signing_key_path()
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError):
+        return None
+    if not isinstance(key, Ed25519PrivateKey):
+        return None
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
 def check_signature(receipt: Mapping[str, Any], key: Ed25519PublicKey) -> bool:
     """True when the receipt's signature covers all its other fields under ``key``."""
     signature = receipt.get("signature")
@@ -119,13 +208,17 @@ def check_signature(receipt: Mapping[str, Any], key: Ed25519PublicKey) -> bool:
 def check_content(receipt: Mapping[str, Any], content: Path, *, title: str | None) -> list[str]:
     """Problems found recomputing the content hash from the published content (empty = same).
 
-    Articles: ``content`` holds the body text (UTF-8, exactly as stored; the title comes from
-    the receipt unless given). Videos (receipt version 2): ``content`` is the video file.
+    Articles: ``content`` holds the body text (UTF-8, a leading BOM ignored; the title comes
+    from the receipt unless given), compared in its canonical form (``canonical_text``).
+    Videos (receipt version 2): ``content`` is the video file.
     """
     version = receipt.get("receipt_version", 1)
     kind = receipt.get("kind", "article")
     expected = str(receipt.get("content_sha256", ""))
     head = str(receipt.get("title", "")) if title is None else title
+    scheme = str(receipt.get("hash_scheme", LEGACY_HASH_SCHEME))
+    if scheme not in HASH_SCHEMES:
+        raise UsageError(f"不支持的内容哈希算法：{scheme}")
     if kind == "video":
         if not content.is_file():
             raise UsageError(f"无法读取内容文件 {content.name}")
@@ -135,15 +228,22 @@ def check_content(receipt: Mapping[str, Any], content: Path, *, title: str | Non
         video = f"video:{file_sha256(content)}"
         if not media or media[0] != video:
             return ["视频文件与回执不符：文件的 SHA-256 与回执记录的不同（被修改或不是同一文件）"]
-        actual = content_sha256(head, str(receipt.get("description", "")), media)
+        actual = content_sha256(head, str(receipt.get("description", "")), media, scheme=scheme)
     else:
         try:
-            body = content.read_bytes().decode("utf-8")
+            body = content.read_bytes().decode("utf-8-sig")
         except OSError as exc:
             raise UsageError(f"无法读取内容文件 {content.name}：{type(exc).__name__}") from None
         except UnicodeDecodeError:
             return ["内容不是 UTF-8 文本，与回执记录的正文不符"]
-        actual = content_sha256(head, body, [str(m) for m in receipt.get("media", [])])
+        media = [str(m) for m in receipt.get("media", [])]
+        if scheme == HASH_SCHEME:
+            actual = content_sha256(head, body, media, scheme=scheme)
+        else:  # an earlier receipt: the body as stored then, perhaps with CRLF line endings
+            hashes = [
+                content_sha256(head, text, media, scheme=scheme) for text in legacy_candidates(body)
+            ]
+            actual = expected if expected in hashes else hashes[0]
     if actual != expected:
         return [f"内容与回执不符：重算的内容哈希 {actual[:16]}… 与回执中的 {expected[:16]}… 不同"]
     return []
@@ -155,15 +255,16 @@ def verify(
     public_pem: str | None = None,
     content: Path | None = None,
     title: str | None = None,
+    key_note: str = "",
 ) -> Outcome:
-    """Check a receipt document: signature (trusted key ``public_pem`` or the one in the file),
-    key id, and, when given, the content against the signed hash."""
+    """Check a receipt document: signature under the trusted key ``public_pem`` (never the key
+    inside the file: anyone can sign with their own), key id, and, when given, the content
+    against the signed hash. ``key_note`` says where the trusted key came from."""
     try:
-        receipt, embedded = split_document(document)
-        pem = public_pem or embedded
-        if not pem:
-            raise UsageError("没有可用的公钥：回执文件中没有公钥，请用 --pubkey 指定")
-        key = load_public_key(pem)
+        receipt, _embedded = split_document(document)
+        if not public_pem:
+            raise UsageError(NO_TRUSTED_KEY)
+        key = load_public_key(public_pem)
         version = receipt.get("receipt_version", 1)
         if not isinstance(version, int) or version < 1 or version > RECEIPT_VERSION:
             raise UsageError(f"不支持的回执版本：{version}")
@@ -176,8 +277,8 @@ def verify(
             f"签名有效（第 {version} 版回执，稿件 {receipt.get('item_id')} "
             f"第 {receipt.get('version')} 版，发布于 {receipt.get('published_at')}）"
         )
-        if public_pem is None:
-            messages.append("注意：使用的是回执文件自带的公钥；请用 --pubkey 指定您信任的公钥")
+        if key_note:
+            messages.append(key_note)
         if content is not None:
             problems = check_content(receipt, content, title=title)
             if problems:

@@ -19,6 +19,8 @@ RETRY_BACKOFF_MAX = 300
 #: The longest countdown the screening task waits before a retry (2 s, then 4 s).
 SCREENING_RETRY_MAX = 4
 UNACKED_RESTORE_INTERVAL = 30
+#: How often the reconciler looks for lost screenings (see KEPU_STUCK_AFTER).
+RECONCILE_EVERY = 15
 BROKER_SOCKET_TIMEOUT = 5.0
 BROKER_CONNECT_TIMEOUT = 3.0
 WORKER_SOFT_SHUTDOWN_TIMEOUT = 10.0
@@ -135,9 +137,11 @@ def _celery_config(
                 "options": {"expires": max(int(flask_config["RELAY_EVERY"]) * 5, 10)},
             },
             "reconcile": {
+                # Often, so a screening lost with a dead worker is back within about a minute
+                # (KEPU_STUCK_AFTER + this); the queries are cheap.
                 "task": "kepu.reconcile",
-                "schedule": timedelta(seconds=60),
-                "options": {"expires": 300},
+                "schedule": timedelta(seconds=RECONCILE_EVERY),
+                "options": {"expires": 60},
             },
             "send-digests": {
                 "task": "kepu.send_digests",

@@ -63,6 +63,10 @@ def screening_point(title: str, attempt: int) -> None:
     kind, arg = match.group(1), int(match.group(2) or 0)
     log.warning("fault injection: %s=%s in screening attempt %s", kind, arg, attempt)
     if kind == "slow" or (kind == "stall" and attempt == 1):
+        # End the read transaction first: on SQLite an open one would block every writer.
+        from review.db import db
+
+        db.session.rollback()
         time.sleep(arg)
     elif kind == "crash":
         logging.shutdown()

@@ -159,7 +159,8 @@ def relay_outbox() -> int:
 def reconcile() -> dict[str, int]:
     """Re-queue versions stuck in screening; offer flagged items that have no open review."""
     stuck_after = timedelta(seconds=policy.effective().stuck_after)
-    requeued = requeue_stuck(older_than=stuck_after)
+    media_after = timedelta(seconds=int(current_app.config.get("MEDIA_STUCK_AFTER", 600)))
+    requeued = requeue_stuck(older_than=stuck_after, media_older_than=media_after)
     waiting = db.session.scalars(
         select(Item).where(Item.state == ItemState.flagged, Item.needs_admin.is_(False))
     ).all()

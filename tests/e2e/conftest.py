@@ -128,10 +128,14 @@ class Http:
 
 
 @contextlib.contextmanager
-def kepu_run(folder: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
-    """`kepu run` on the embedded defaults in a fresh instance folder: (base URL, env, log)."""
+def kepu_run(
+    folder: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, dict[str, str], Path]]:
+    """`kepu run` on the embedded defaults in a fresh instance folder: (base URL, env, log);
+    its pid is in ``folder/run.pid``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEPU_")}
     env.update(KEPU_INSTANCE_PATH=str(folder / "instance"), KEPU_RELAY_EVERY="1")
+    env.update(extra_env or {})
     port = free_port()
     kepu = str(Path(sys.executable).parent / "kepu")
     log = folder / "run.log"
@@ -143,6 +147,7 @@ def kepu_run(folder: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    (folder / "run.pid").write_text(str(proc.pid))
     base = f"http://127.0.0.1:{port}"
     try:
 
@@ -249,7 +254,7 @@ def _reap_group(pgid: int) -> None:
     raise AssertionError("kepu run left its worker running after SIGTERM")
 
 
-def _token(env: dict[str, str], *args: str) -> str:
+def cli_token(env: dict[str, str], *args: str) -> str:
     from tests.conftest import run_kepu
 
     return (
@@ -265,11 +270,13 @@ def walk_item_to_publication(base: str, env: dict[str, str]) -> None:
     their passwords, published with a receipt; the ledger verifies."""
     from tests.conftest import PSEUDO_BODY, PSEUDO_TITLE, run_kepu
 
-    editor = Http(base, _token(env, "ed", "--role", "editor", "--unit", "威海日报社"))
+    editor = Http(base, cli_token(env, "ed", "--role", "editor", "--unit", "威海日报社"))
     experts = [
         Http(
             base,
-            _token(env, name, "--role", "expert", "--unit", unit, "--domain", "医学健康", *extra),
+            cli_token(
+                env, name, "--role", "expert", "--unit", unit, "--domain", "医学健康", *extra
+            ),
         )
         for name, unit, extra in (("ex", "某大学", ()), ("ex2", "某医院", ("--senior",)))
     ]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_kepu
-from tests.e2e.conftest import Http, walk_item_to_publication
+from tests.conftest import PSEUDO_BODY, PSEUDO_TITLE, run_kepu, wait_until
+from tests.e2e.conftest import Http, cli_token, kepu_run, walk_item_to_publication
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -31,3 +34,95 @@ def test_seed_demo_is_idempotent(live: tuple[str, dict[str, str], Path]) -> None
     states = {i["state"] for i in items}
     assert {"draft", "published"} <= states and len(items) >= 3, states
     assert "链完整" in run_kepu("audit", "verify", env=env).stdout
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """Every live (not zombie) process: pid -> (parent pid, command line)."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if state != "Z":
+            out[int(entry.name)] = (int(ppid), cmdline)
+    return out
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    """The live processes below ``pid``, with their command lines."""
+    procs = _processes()
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, cmdline) in procs.items():
+            if ppid == parent and child not in found:
+                found[child] = cmdline
+                todo.append(child)
+    return found
+
+
+def _survivors(pids: set[int]) -> set[int]:
+    return pids & set(_processes())
+
+
+def _started(log: Path, name: str) -> int:
+    found = re.findall(rf"started {name} \(pid (\d+)\)", log.read_text(errors="replace"))
+    return int(found[-1]) if found else 0
+
+
+@pytest.mark.timeout(420)
+def test_a_killed_worker_is_restarted_and_its_lost_screening_comes_back(tmp_path: Path) -> None:
+    """kill -9 of the screening worker in the middle of a screening: `kepu run` restarts it
+    with a warning, the reconciler re-queues the lost screening within about a minute, and
+    one scheduler runs throughout. Then kill -9 of `kepu run` itself leaves no child behind."""
+    faults = {"KEPU_FAULT_INJECTION": "screening", "KEPU_SECURE_COOKIES": "false"}
+    with kepu_run(tmp_path, faults) as (base, env, log):
+        run_pid = int((tmp_path / "run.pid").read_text())
+        wait_until(lambda: _started(log, "scheduler") and _started(log, "screening worker"), 60)
+        editor = Http(base, cli_token(env, "ed", "--role", "editor", "--unit", "威海日报社"))
+        status, body = editor.call(
+            "POST",
+            "/api/v1/items",
+            {"title": "[fault:stall=600] " + PSEUDO_TITLE, "body": PSEUDO_BODY, "submit": True},
+        )
+        assert status == 201, body
+        item_id = body["id"]
+        wait_until(lambda: "fault injection: stall" in log.read_text(errors="replace"), 90)
+        assert editor.call("GET", f"/api/v1/items/{item_id}")[1]["state"] == "screening"
+
+        worker = _started(log, "screening worker")
+        os.kill(worker, signal.SIGKILL)  # the worker's pool dies with it (PDEATHSIG)
+        wait_until(lambda: _started(log, "screening worker") != worker, 60)
+        assert f"WARNING: screening worker (pid {worker}) exited" in log.read_text()
+        # The lost screening is retried (its second attempt does not stall) and routed.
+        wait_until(
+            lambda: (
+                editor.call("GET", f"/api/v1/items/{item_id}")[1]["state"]
+                in {"flagged", "in_review"}
+            ),
+            timeout=150,
+        )
+        children = _descendants(run_pid)
+        schedulers = [c for c in children.values() if " beat " in c]
+        assert len(schedulers) == 1, children
+
+        os.kill(run_pid, signal.SIGKILL)
+        wait_until(lambda: not _survivors(set(children)), timeout=30)
+
+
+@pytest.mark.timeout(240)
+def test_stopping_kepu_run_stops_every_child(tmp_path: Path) -> None:
+    """SIGTERM (a service manager, Ctrl+C alike): workers, their pools and the scheduler all
+    end; none is left to send relay-outbox on its own."""
+    with kepu_run(tmp_path) as (_base, _env, log):
+        run_pid = int((tmp_path / "run.pid").read_text())
+        wait_until(lambda: _started(log, "scheduler") and _started(log, "media worker"), 60)
+        wait_until(lambda: len(_descendants(run_pid)) >= 4, 60)  # 3 children and a pool
+        children = _descendants(run_pid)
+        os.kill(run_pid, signal.SIGTERM)
+        wait_until(lambda: not _survivors({run_pid, *children}), timeout=60)

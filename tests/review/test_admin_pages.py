@@ -174,12 +174,12 @@ def test_reset_to_default(app: Any, people: dict[str, Any]) -> None:
         "/admin/policies", data=_form(flag_level="critical", decide_within="24", stuck_after="5")
     )
     assert c.post("/admin/policies/reset", data={"key": "stuck_after"}).status_code == 302
-    assert policy.effective().stuck_after == 600 and policy.effective().flag_level == "critical"
+    assert policy.effective().stuck_after == 60 and policy.effective().flag_level == "critical"
     assert c.post("/admin/policies/reset").status_code == 302
     assert policy.effective() == policy.Policy(**policy.defaults())
     assert db.session.scalars(select(policy.PolicySetting)).all() == []
     one, everything = _events("policy.reset")
-    assert one.data["changes"] == {"stuck_after": {"old": 300, "new": 600}}
+    assert one.data["changes"] == {"stuck_after": {"old": 300, "new": 60}}
     assert everything.data["changes"] == {
         "flag_level": {"old": "critical", "new": "medium"},
         "decide_within": {"old": 24 * 3600, "new": 5 * 24 * 3600},

@@ -79,7 +79,9 @@ def test_an_accepted_expert_marks_a_passage(app: Any, world: dict[str, Any]) -> 
     finding = db.session.scalars(
         select(Finding).where(Finding.added_by_id == world["expert"].id)
     ).one()
-    assert finding.text == PASSAGE and BODY[finding.start : finding.end] == PASSAGE
+    # Offsets point into the stored version (canonical form: the form's CRLF stored as LF).
+    stored = world["item"].current_version.body
+    assert finding.text == PASSAGE and stored[finding.start : finding.end] == PASSAGE
     assert finding.category == CATEGORY_FOR_EXPERT and finding.severity == "high"
     assert finding.rule_id is None and finding.explanation == "无依据的疗效"
     event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "finding.added")).one()

@@ -249,3 +249,86 @@ def test_sixteen_threads_leave_a_gapless_verifiable_ledger(app: Any) -> None:
     assert ledger.verify_note(
         ledger.parse_note(_checkpoint(app).note), app.extensions["kepu_signer"].public_key
     )
+
+
+def _cli_env(app: Any, instance: Path) -> dict[str, str]:
+    return dict(
+        os.environ,
+        KEPU_DATABASE_URL=str(app.config["SQLALCHEMY_DATABASE_URI"]),
+        KEPU_INSTANCE_PATH=str(instance),
+    )
+
+
+def test_a_fresh_export_carries_a_checkpoint_so_truncation_is_caught_at_once(
+    app: Any, instance: Path, tmp_path: Path
+) -> None:
+    """No hourly checkpoint yet: `kepu audit export` signs one of exactly what it exports
+    (audited), so dropping the newest lines of the export fails verification at once."""
+    from sqlalchemy import select
+
+    from review.audit import AuditEvent
+
+    _events(5)
+    assert db.session.scalar(select(ledger.AuditCheckpoint)) is None
+    db.session.rollback()  # no read transaction open while the command writes (SQLite)
+    env = _cli_env(app, instance)
+    out = tmp_path / "export"
+    run_kepu("audit", "export", "--out", str(out), env=env)
+    notes = sorted((out / "checkpoints").glob("*.txt"))
+    assert [ledger.parse_note(n.read_text(encoding="utf-8")).size for n in notes] == [5]
+    db.session.rollback()
+    audited = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "audit.checkpoint")
+    ).all()
+    assert [e.data["tree_size"] for e in audited] == [5]
+    assert ledger.verify_bundle(out).ok
+    events = _lines(out)
+    _write(out, events[:-1])  # the newest event removed from the file
+    bad = run_kepu("audit", "verify", str(out), env=env, check=False)
+    assert bad.returncode == 1 and "截断" in bad.stderr, bad.stdout + bad.stderr
+
+
+def _unprotect() -> None:
+    from sqlalchemy import text
+
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(
+            text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update_delete")
+        )
+    else:
+        db.session.execute(text("DROP TRIGGER audit_events_no_update"))
+        db.session.execute(text("DROP TRIGGER audit_events_no_delete"))
+
+
+def test_deleting_the_newest_events_is_caught_against_the_head(app: Any, instance: Path) -> None:
+    """A DBA drops the triggers and deletes the newest events: the chain that is left is
+    whole, but audit_head still records the higher sequence. Verify says so, and names the
+    events after the last checkpoint it cannot vouch for."""
+    from sqlalchemy import text
+
+    _events(4)
+    _checkpoint(app)  # tree size 4; its own audit event is seq 4
+    _events(3)  # seq 5, 6, 7
+    env = _cli_env(app, instance)
+    ok = run_kepu("audit", "verify", env=env)
+    assert "audit_head 一致" in ok.stdout
+    assert "之后的 4 条事件（seq 4–7）没有检查点担保" in ok.stdout, ok.stdout
+    _unprotect()
+    db.session.execute(text("DELETE FROM audit_events WHERE seq >= 6"))
+    db.session.commit()
+    bad = run_kepu("audit", "verify", env=env, check=False)
+    assert bad.returncode == 1, bad.stdout
+    assert "audit_head 记录到第 7 条，链只到第 5 条" in bad.stderr, bad.stderr
+    assert "first bad event: seq 6" in bad.stderr
+
+
+def test_offline_verify_names_the_events_no_checkpoint_covers(app: Any, tmp_path: Path) -> None:
+    _events(3)
+    bare = _export(app, tmp_path, "bare")  # the bundle without an export checkpoint
+    result = ledger.verify_bundle(bare)
+    assert result.ok and "没有签名检查点" in result.messages[-1]
+    _checkpoint(app)
+    _events(2)
+    later = _export(app, tmp_path, "later")
+    result = ledger.verify_bundle(later)
+    assert result.ok and "seq 3–5" in result.messages[-1], result.messages
