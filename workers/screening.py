@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -16,6 +17,7 @@ from review.db import db
 from review.errors import IllegalTransition
 from review.models import ScreeningReport, Version
 from review.operations import begin_screening, fail_screening, record_screening
+from review.rendering import Visible, decode_references, visible_text
 from review.search import index_item
 from review.videos import version_sources
 from workers import faults
@@ -36,15 +38,27 @@ def thresholds_from_config() -> rules.Thresholds:
     return policy.effective().thresholds()
 
 
-def segments_of(version: Version) -> list[rules.Segment]:
-    """The version's text as engine segments: title, then the whole body (offsets stay direct).
+def shown_segments(version: Version) -> list[tuple[rules.Segment, Visible]]:
+    """The version's text as readers see it, as engine segments, each with the map from its
+    text back to the stored text: title, then the whole body (or a video's description) as
+    the page renders it, then every cue of every subtitle source (supplied, embedded, OCR)
+    with its time range, so findings carry it too.
 
-    A video's body is its description; then every cue of every subtitle source (supplied,
-    embedded, OCR) is one segment carrying its time range, so findings carry it too.
-    """
+    The body is Markdown: screening reads its rendered text (character references decoded,
+    markup removed, a line break inside a paragraph joined), never the raw source a reader
+    does not see. Titles and cues are plain text that a browser, player or CMS may show as
+    HTML, so their character references are decoded too."""
+    title = decode_references(version.title)
+    body = visible_text(version.body)
     if version.media_asset_id is None:
-        return [rules.Segment("title", version.title), rules.Segment("body", version.body)]
-    segments = [rules.Segment("title", version.title), rules.Segment("description", version.body)]
+        return [
+            (rules.Segment("title", title.text), title),
+            (rules.Segment("body", body.text), body),
+        ]
+    segments = [
+        (rules.Segment("title", title.text), title),
+        (rules.Segment("description", body.text), body),
+    ]
     # The same line at the same time in two sources (a supplied file and the picture's OCR) is
     # screened once, from the first source: the expert judges one finding, not two.
     seen: dict[str, list[tuple[float, float]]] = {}
@@ -55,8 +69,37 @@ def segments_of(version: Version) -> list[rules.Segment]:
             if any(a < finish and begin < b for a, b in seen.get(key, [])):
                 continue
             seen.setdefault(key, []).append((begin, max(finish, begin + 0.001)))
-            segments.append(rules.Segment("cue", str(text), begin, finish))
+            cue = decode_references(str(text))
+            segments.append((rules.Segment("cue", cue.text, begin, finish), cue))
     return segments
+
+
+def segments_of(version: Version) -> list[rules.Segment]:
+    """The engine segments of a version: its text as readers see it (see shown_segments)."""
+    return [segment for segment, _ in shown_segments(version)]
+
+
+def screen_shown(
+    shown: list[tuple[rules.Segment, Visible]],
+    ruleset: rules.Ruleset,
+    *,
+    thresholds: rules.Thresholds,
+) -> rules.Report:
+    """Screen the text readers see; the report's findings locate the stored text (offsets
+    into the stored title, body or cue, and the stored characters as the finding's text),
+    so the pages highlight, and experts mark, the stored source."""
+    report = rules.screen([segment for segment, _ in shown], ruleset, thresholds=thresholds)
+
+    def stored(finding: rules.Finding) -> rules.Finding:
+        visible = shown[finding.segment][1]
+        start, end = visible.to_source(finding.start, finding.end)
+        return replace(finding, start=start, end=end, text=visible.source[start:end])
+
+    return replace(
+        report,
+        findings=tuple(stored(f) for f in report.findings),
+        suppressed=tuple(stored(f) for f in report.suppressed),
+    )
 
 
 #: How each engine segment kind is stored on a finding (a description is the version's body).
@@ -103,8 +146,9 @@ def screen_version(version_id: int, *, max_attempts: int | None = None) -> str:
     thresholds = thresholds_from_config()
     # The packs without the rules admins switched off; the report records this reduced version.
     ruleset = rulepacks.effective_ruleset()
-    segments = segments_of(version)
-    report = rules.screen(segments, ruleset, thresholds=thresholds)
+    shown = shown_segments(version)
+    segments = [segment for segment, _ in shown]
+    report = screen_shown(shown, ruleset, thresholds=thresholds)
     flagged = report.routes_to_experts(thresholds)
     try:
         version = db.session.get(Version, version_id)
