@@ -147,9 +147,9 @@ def field_text(text: str) -> str:
 
 # --- what a reader sees, mapped back to the stored text --------------------------------------
 
-# Characters between which a line break inside a paragraph is read as nothing: CJK ideographs,
-# CJK punctuation and full-width forms (a Chinese sentence wrapped onto two lines is one).
-_CJK_JOIN = re.compile("[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+# Characters between which a line break inside a paragraph is read as nothing: Chinese
+# characters (a word or sentence wrapped onto the next line is read whole).
+_CJK_JOIN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _BREAK = "\x00"  # placeholder for a line break inside a paragraph, resolved at the end
 _CELL = "，"  # between the cells of a table row: one sentence, separate clauses
 # Tokens at which a new line of visible text starts.
@@ -403,7 +403,9 @@ class _Walker:
                     continue
                 if _CJK_JOIN.match(before) and _CJK_JOIN.match(after):
                     continue  # a Chinese sentence wrapped onto the next line is one
-                ch = " "
+                # Latin words wrapped onto the next line are read as one sentence; after
+                # punctuation the break stays a line break, as the page shows it.
+                ch = " " if before.isalnum() and after.isalnum() else "\n"
             text.append(ch)
             s_out.append(stored(starts[i]))
             e_out.append(stored(ends[i]))
@@ -416,7 +418,7 @@ def visible_text(source: str) -> Visible:
     It walks the token stream the page is rendered from (the same parser, so the two cannot
     drift): character references decoded, markup, link addresses and code fences removed,
     an image as its alt text, a line break inside a paragraph joined (nothing between two
-    Chinese characters, a space otherwise), blocks on lines of their own."""
+    Chinese characters, a space between Latin words), blocks on lines of their own."""
     src = _Source(source or "")
     walker = _Walker(src)
     walker.block(_parser().parse(src.text))

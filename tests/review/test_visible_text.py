@@ -86,8 +86,8 @@ def _produces(stored: str, shown: str) -> bool:
         return shown in html.unescape(stored)
     if stored.startswith("\\"):  # an escape: "\\*" shows "*", "\\根" shows both
         return shown in stored
-    if shown == " " and stored.strip(" \\") in ("\n", "\r\n", "\r"):
-        return True  # a line break shown as a space (inline code, Latin text)
+    if shown in " \n" and stored.strip(" \\") in ("\n", "\r\n", "\r"):
+        return True  # a line break shown as a space (inline code, Latin text) or a break
     if shown == "\ufffd" and stored == "\0":
         return True
     return stored.startswith("![")  # an image without alt text is shown as its address
@@ -168,6 +168,7 @@ def test_evasions_read_as_shown_and_map_back(
 def test_a_heading_and_a_paragraph_stay_apart() -> None:
     assert visible_text("# 根\n\n治癌症").text == "根\n治癌症"
     assert visible_text("Vitamin C\ncures cancer").text == "Vitamin C cures cancer"
+    assert visible_text("健康提示：\n每天喝水").text == "健康提示：\n每天喝水"
 
 
 def test_references_in_plain_text_are_decoded_with_their_span() -> None:
