@@ -150,6 +150,7 @@ def field_text(text: str) -> str:
 # Characters between which a line break inside a paragraph is read as nothing: Chinese
 # characters (a word or sentence wrapped onto the next line is read whole).
 _CJK_JOIN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile("[0-9A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff]")
 _BREAK = "\x00"  # placeholder for a line break inside a paragraph, resolved at the end
 _CELL = "，"  # between the cells of a table row: one sentence, separate clauses
 # Tokens at which a new line of visible text starts.
@@ -172,6 +173,13 @@ class Visible:
     source: str
     starts: array  # type: ignore[type-arg]
     ends: array  # type: ignore[type-arg]
+    #: Where a line break was read as nothing or a space (the index of the character after it).
+    joins: tuple[int, ...] = ()
+
+    def crosses_join(self, start: int, end: int) -> bool:
+        """True when the visible span ``start:end`` runs across a joined line break."""
+        i = bisect_right(self.joins, start)
+        return i < len(self.joins) and self.joins[i] < end
 
     def to_source(self, start: int, end: int) -> tuple[int, int]:
         """The stored span of the visible half-open span ``start:end``."""
@@ -385,70 +393,106 @@ class _Walker:
             elif kind in _BLOCK_EDGES:
                 self.separate()
 
-    def result(self) -> Visible:
+    def result(self, *, join: bool) -> Visible:
         chars, starts, ends = self.chars, self.starts, self.ends
         while chars and chars[-1] in ("\n", _CELL) and starts[-1] == ends[-1]:
             chars.pop()
             starts.pop()
             ends.pop()
-        text: list[str] = []
-        s_out = array("q")
-        e_out = array("q")
         stored = self.src.stored_offset
-        for i, ch in enumerate(chars):
-            if ch == _BREAK:
-                before = text[-1] if text else ""
-                after = next((c for c in chars[i + 1 :] if c != _BREAK), "")
-                if not before or not after or before in "\n ":
-                    continue
-                if _CJK_JOIN.match(before) and _CJK_JOIN.match(after):
-                    continue  # a Chinese sentence wrapped onto the next line is one
-                # Latin words wrapped onto the next line are read as one sentence; after
-                # punctuation the break stays a line break, as the page shows it.
-                ch = " " if before.isalnum() and after.isalnum() else "\n"
-            text.append(ch)
-            s_out.append(stored(starts[i]))
-            e_out.append(stored(ends[i]))
-        return Visible("".join(text), self.src.stored, s_out, e_out)
+        return _resolve(
+            self.src.stored,
+            chars,
+            [stored(i) for i in starts],
+            [stored(i) for i in ends],
+            join=join,
+        )
 
 
-def visible_text(source: str) -> Visible:
+def _resolve(
+    source: str, chars: list[str], starts: list[int], ends: list[int], *, join: bool
+) -> Visible:
+    """The Visible of characters with line-break placeholders: with ``join``, a break between
+    two Chinese characters is read as nothing and one between two Latin words as a space
+    (a wrapped sentence is read whole); any other break, and every break without ``join``,
+    is a line break, as the page shows it."""
+    text: list[str] = []
+    s_out = array("q")
+    e_out = array("q")
+    joins: list[int] = []
+    after = ""
+    following = [""] * len(chars)
+    for i in range(len(chars) - 1, -1, -1):  # the next character that is not a break
+        following[i] = after
+        if chars[i] != _BREAK:
+            after = chars[i]
+    for i, ch in enumerate(chars):
+        if ch == _BREAK:
+            before, after = (text[-1] if text else ""), following[i]
+            if not before or not after or before in "\n ":
+                continue
+            if join and _CJK_JOIN.match(before) and _CJK_JOIN.match(after):
+                joins.append(len(text))
+                continue
+            if join and _LATIN_WORD.match(before) and _LATIN_WORD.match(after):
+                joins.append(len(text))
+                ch = " "
+            else:
+                ch = "\n"
+        text.append(ch)
+        s_out.append(starts[i])
+        e_out.append(ends[i])
+    return Visible("".join(text), source, s_out, e_out, tuple(joins))
+
+
+def visible_text(source: str, *, join: bool = True) -> Visible:
     """The text of rendered Markdown as a reader sees it, mapped back to the stored text.
 
     It walks the token stream the page is rendered from (the same parser, so the two cannot
     drift): character references decoded, markup, link addresses and code fences removed,
-    an image as its alt text, a line break inside a paragraph joined (nothing between two
-    Chinese characters, a space between Latin words), blocks on lines of their own."""
+    an image as its alt text, blocks on lines of their own, and with ``join`` a line break
+    inside a paragraph read as a wrapped line (nothing between two Chinese characters, a
+    space between Latin words); without it, as a line break."""
     src = _Source(source or "")
     walker = _Walker(src)
     walker.block(_parser().parse(src.text))
-    return walker.result()
+    return walker.result(join=join)
 
 
-def decode_references(text: str) -> Visible:
-    """``text`` with HTML character references decoded, mapped back to ``text``.
+def decode_references(text: str, *, join: bool = True) -> Visible:
+    """Plain ``text`` with HTML character references decoded, mapped back to ``text``; its
+    line breaks are read as in `visible_text`.
 
     For text a browser, player or CMS may show as HTML (titles, subtitle cues): screening
     reads the characters a reference stands for, never the reference."""
     chars: list[str] = []
-    starts = array("q")
-    ends = array("q")
+    starts: list[int] = []
+    ends: list[int] = []
     pos = 0
+
+    def plain(upto: int) -> None:
+        i = pos
+        while i < upto:
+            if text.startswith("\r\n", i):
+                chars.append(_BREAK)
+                starts.append(i)
+                ends.append(i + 2)
+                i += 2
+                continue
+            chars.append(_BREAK if text[i] in "\r\n" else text[i])
+            starts.append(i)
+            ends.append(i + 1)
+            i += 1
+
     for m in _REFERENCE.finditer(text):
         decoded = html.unescape(m.group(0))
         if decoded == m.group(0):
             continue
-        for i in range(pos, m.start()):
-            chars.append(text[i])
-            starts.append(i)
-            ends.append(i + 1)
+        plain(m.start())
         for ch in decoded:
             chars.append(ch)
             starts.append(m.start())
             ends.append(m.end())
         pos = m.end()
-    for i in range(pos, len(text)):
-        chars.append(text[i])
-        starts.append(i)
-        ends.append(i + 1)
-    return Visible("".join(chars), text, starts, ends)
+    plain(len(text))
+    return _resolve(text, chars, starts, ends, join=join)

@@ -38,18 +38,19 @@ def thresholds_from_config() -> rules.Thresholds:
     return policy.effective().thresholds()
 
 
-def shown_segments(version: Version) -> list[tuple[rules.Segment, Visible]]:
+def shown_segments(version: Version, *, join: bool = True) -> list[tuple[rules.Segment, Visible]]:
     """The version's text as readers see it, as engine segments, each with the map from its
     text back to the stored text: title, then the whole body (or a video's description) as
     the page renders it, then every cue of every subtitle source (supplied, embedded, OCR)
     with its time range, so findings carry it too.
 
     The body is Markdown: screening reads its rendered text (character references decoded,
-    markup removed, a line break inside a paragraph joined), never the raw source a reader
-    does not see. Titles and cues are plain text that a browser, player or CMS may show as
-    HTML, so their character references are decoded too."""
-    title = decode_references(version.title)
-    body = visible_text(version.body)
+    markup removed), never the raw source a reader does not see. Titles and cues are plain
+    text that a browser, player or CMS may show as HTML, so their character references are
+    decoded too. ``join``: a line break inside a paragraph or cue is read as a wrapped line
+    (see `visible_text`), else as a line break."""
+    title = decode_references(version.title, join=join)
+    body = visible_text(version.body, join=join)
     if version.media_asset_id is None:
         return [
             (rules.Segment("title", title.text), title),
@@ -69,7 +70,7 @@ def shown_segments(version: Version) -> list[tuple[rules.Segment, Visible]]:
             if any(a < finish and begin < b for a, b in seen.get(key, [])):
                 continue
             seen.setdefault(key, []).append((begin, max(finish, begin + 0.001)))
-            cue = decode_references(str(text))
+            cue = decode_references(str(text), join=join)
             segments.append((rules.Segment("cue", cue.text, begin, finish), cue))
     return segments
 
@@ -79,16 +80,34 @@ def segments_of(version: Version) -> list[rules.Segment]:
     return [segment for segment, _ in shown_segments(version)]
 
 
-def screen_shown(
-    shown: list[tuple[rules.Segment, Visible]],
-    ruleset: rules.Ruleset,
-    *,
-    thresholds: rules.Thresholds,
+def screen_as_shown(
+    version: Version, ruleset: rules.Ruleset, *, thresholds: rules.Thresholds
+) -> tuple[rules.Report, list[rules.Segment]]:
+    """Screen the text readers see and return the report with its findings located in the
+    stored text (offsets into the stored title, body or cue, the stored characters as the
+    finding's text), so the pages highlight, and experts mark, the stored source.
+
+    A line break inside a paragraph is read both ways: as a line break (a heading line over
+    its debunk stays apart from it), and as a wrapped line. The wrapped reading decides when
+    one of its findings runs across a joined break — a claim split over two lines
+    (根, a line break, 治癌症) that the first reading cannot see."""
+    shown = shown_segments(version)
+    if any(visible.joins for _, visible in shown):
+        report = _screen(shown, ruleset, thresholds)
+        if any(shown[f.segment][1].crosses_join(f.start, f.end) for f in report.findings):
+            return _stored(report, shown), [segment for segment, _ in shown]
+        shown = shown_segments(version, join=False)
+    return _stored(_screen(shown, ruleset, thresholds), shown), [s for s, _ in shown]
+
+
+def _screen(
+    shown: list[tuple[rules.Segment, Visible]], ruleset: rules.Ruleset, th: rules.Thresholds
 ) -> rules.Report:
-    """Screen the text readers see; the report's findings locate the stored text (offsets
-    into the stored title, body or cue, and the stored characters as the finding's text),
-    so the pages highlight, and experts mark, the stored source."""
-    report = rules.screen([segment for segment, _ in shown], ruleset, thresholds=thresholds)
+    return rules.screen([segment for segment, _ in shown], ruleset, thresholds=th)
+
+
+def _stored(report: rules.Report, shown: list[tuple[rules.Segment, Visible]]) -> rules.Report:
+    """The report with its findings at stored offsets."""
 
     def stored(finding: rules.Finding) -> rules.Finding:
         visible = shown[finding.segment][1]
@@ -146,9 +165,7 @@ def screen_version(version_id: int, *, max_attempts: int | None = None) -> str:
     thresholds = thresholds_from_config()
     # The packs without the rules admins switched off; the report records this reduced version.
     ruleset = rulepacks.effective_ruleset()
-    shown = shown_segments(version)
-    segments = [segment for segment, _ in shown]
-    report = screen_shown(shown, ruleset, thresholds=thresholds)
+    report, segments = screen_as_shown(version, ruleset, thresholds=thresholds)
     flagged = report.routes_to_experts(thresholds)
     try:
         version = db.session.get(Version, version_id)

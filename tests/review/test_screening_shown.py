@@ -40,7 +40,13 @@ def _screen_pending() -> list[str]:
 
 def _as_read(stored: str) -> str:
     """The stored characters of a finding as a reader reads them."""
-    return html.unescape(stored).replace("\u200b", "").replace("\r\n", "").replace("\n", "")
+    return (
+        html.unescape(stored)
+        .replace("\u200b", "")
+        .replace("\r\n", "")
+        .replace("\n", "")
+        .replace("冶", "治")
+    )
 
 
 EVASIONS = {
@@ -48,6 +54,7 @@ EVASIONS = {
     "invisible": CLAIM.replace("根治", "根&#8203;治"),
     "line_break": CLAIM.replace("根治", "根\n治"),
     "line_break_crlf": "健康提示：\r\n" + CLAIM.replace("根治", "根\r\n治"),
+    "look_alike": CLAIM.replace("根治", "根冶"),
 }
 
 

@@ -114,11 +114,13 @@ def _ink(text: str) -> str:
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
-@given(MARKDOWN)
-@example("&#26681;&#27835;&#30284;&#30151;")
-@example("[根](u '治 根') 根\r\n治")
-def test_every_visible_character_maps_to_stored_text_that_produces_it(source: str) -> None:
-    shown = visible_text(source)
+@given(MARKDOWN, st.booleans())
+@example("&#26681;&#27835;&#30284;&#30151;", True)
+@example("[根](u '治 根') 根\r\n治", True)
+def test_every_visible_character_maps_to_stored_text_that_produces_it(
+    source: str, join: bool
+) -> None:
+    shown = visible_text(source, join=join)
     assert len(shown.starts) == len(shown.ends) == len(shown.text)
     previous = 0
     for ch, start, end in zip(shown.text, shown.starts, shown.ends, strict=True):
@@ -165,6 +167,16 @@ def test_evasions_read_as_shown_and_map_back(
     assert source[start:end] == stored
 
 
+def test_a_line_break_is_read_as_a_wrapped_line_or_as_a_break() -> None:
+    wrapped = visible_text("喝小苏打能根\n治癌症。\n这是谣言")
+    assert wrapped.text == "喝小苏打能根治癌症。\n这是谣言"
+    assert wrapped.joins == (6,)
+    assert wrapped.crosses_join(5, 9) and not wrapped.crosses_join(6, 9)
+    lines = visible_text("喝小苏打能根\n治癌症。\n这是谣言", join=False)
+    assert lines.text == "喝小苏打能根\n治癌症。\n这是谣言"
+    assert lines.joins == ()
+
+
 def test_a_heading_and_a_paragraph_stay_apart() -> None:
     assert visible_text("# 根\n\n治癌症").text == "根\n治癌症"
     assert visible_text("Vitamin C\ncures cancer").text == "Vitamin C cures cancer"
@@ -175,3 +187,7 @@ def test_references_in_plain_text_are_decoded_with_their_span() -> None:
     decoded = decode_references("根&#27835;癌症 &bogus; &amp")
     assert decoded.text == "根治癌症 &bogus; &amp"
     assert decoded.to_source(0, 2) == (0, 9)
+    cue = decode_references("根\r\n治癌症\nab\ncd")
+    assert cue.text == "根治癌症\nab cd"
+    assert cue.to_source(0, 2) == (0, 4)
+    assert decode_references("根\n治", join=False).text == "根\n治"
