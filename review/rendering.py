@@ -15,9 +15,10 @@ import html
 import re
 from array import array
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import nh3
 from markdown_it import MarkdownIt
@@ -496,3 +497,30 @@ def decode_references(text: str, *, join: bool = True) -> Visible:
         pos = m.end()
     plain(len(text))
     return _resolve(text, chars, starts, ends, join=join)
+
+
+def shown_passages(title: str, body: str, findings: Iterable[Any]) -> dict[int, str]:
+    """What readers see of each finding whose stored text reads differently (written with
+    character references, markup or a line break inside a word), by finding id: the pages
+    show experts the claim as readers read it beside the stored passage."""
+    shown: dict[int, str] = {}
+    views: dict[str, Visible] = {}
+    for f in findings:
+        if f.segment == "body":
+            visible = views.get("body") or views.setdefault("body", visible_text(body))
+        elif f.segment == "title":
+            visible = views.get("title") or views.setdefault("title", decode_references(title))
+        else:
+            visible = decode_references(f.text)
+            text = visible.text
+            if text != f.text:
+                shown[f.id] = text
+            continue
+        text = "".join(
+            ch
+            for ch, a, b in zip(visible.text, visible.starts, visible.ends, strict=True)
+            if f.start <= a and b <= f.end and a < b
+        )
+        if text and text != f.text:
+            shown[f.id] = text
+    return shown

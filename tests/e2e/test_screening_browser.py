@@ -95,6 +95,9 @@ def test_expert_page_highlights_a_claim_written_with_references(
     spans = {(f["start"], f["text"]) for f in detail["screening"]["findings"]}
     assert set(shown) <= spans, (shown, spans)
     assert any(HIDDEN in text for _, text in shown), shown
+    # Beside the stored passage the expert reads the claim as readers see it.
+    seen = expert.locator("ol.findings .shown").all_inner_texts()
+    assert any(text.startswith("读者看到：") and "根治癌症" in text for text in seen), seen
 
     # Marking a passage of that text still records the stored characters the expert selected.
     expert.get_by_role("button", name="接受任务").click()

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from review.rendering import decode_references, render_markdown, visible_text
+from review.rendering import decode_references, render_markdown, shown_passages, visible_text
 
 _PIECES = st.sampled_from(
     [
@@ -191,3 +191,20 @@ def test_references_in_plain_text_are_decoded_with_their_span() -> None:
     assert cue.text == "根治癌症\nab cd"
     assert cue.to_source(0, 2) == (0, 4)
     assert decode_references("根\n治", join=False).text == "根\n治"
+
+
+def test_pages_show_what_readers_see_of_a_finding_written_otherwise() -> None:
+    class F:
+        def __init__(self, id: int, segment: str, start: int, end: int, text: str) -> None:
+            self.id, self.segment, self.start, self.end, self.text = id, segment, start, end, text
+
+    body = "多喝水。&#26681;&#27835;癌症，根**治**。"
+    title = "&#26681;治"
+    findings = [
+        F(1, "body", 4, 20, body[4:20]),
+        F(2, "body", 4, 22, body[4:22]),
+        F(3, "title", 0, len(title), title),
+        F(4, "body", 0, 3, "多喝水"),  # written as read: nothing to add
+        F(5, "cue", 0, 0, "&#27835;愈"),
+    ]
+    assert shown_passages(title, body, findings) == {1: "根治", 2: "根治癌症", 3: "根治", 5: "治愈"}
