@@ -13,8 +13,15 @@ from sqlalchemy import select
 
 from review.db import db
 from review.models import OutboxMessage
+from review.videos import version_sources
 from tests.conftest import PSEUDO_BODY, PSEUDO_TITLE
+from tests.review import test_videos
+from tests.review.test_videos import process, upload
 from workers import screening
+
+# The video tests' fixtures: the ffmpeg-made clips (once per run) and an editor's token.
+video_clips = test_videos.clips
+video_editor = test_videos.editor
 
 TITLE = "健康小知识"
 CLAIM = "每天喝小苏打水可以彻底根治癌症。"
@@ -120,3 +127,28 @@ def test_a_revision_after_approval_written_with_references_is_flagged(
         assert revised[f["start"] : f["end"]] == f["text"]
     # Nothing can publish it on the rules' word.
     assert client.post(f"/api/v1/items/{item_id}/publish", headers=ed).status_code == 409
+
+
+def test_a_video_claim_hidden_in_its_subtitles_is_flagged_at_the_cue_offsets(
+    app: Any, video_editor: dict[str, str], video_clips: dict[str, Any]
+) -> None:
+    editor, clips = video_editor, video_clips
+    claim = "喝小分子水能根治高血压"
+    srt = (
+        "1\n00:00:00,500 --> 00:00:02,500\n大家好\n\n"
+        f"2\n00:00:03,000 --> 00:00:04,500\n{_references(claim)}\n\n"
+        "3\n00:00:05,000 --> 00:00:07,500\n喝小分子水能根\n治高血压\n"
+    )
+    video = clips["plain"].read_bytes()
+    item_id = upload(app, editor, video, subtitles=[(srt.encode(), "s.srt")]).json["id"]
+    version = process(item_id)
+    assert version.item.state.value == "flagged"
+    cues = {start: text for source in version_sources(version) for start, _, text in source.cues}
+    detail = app.test_client().get(f"/api/v1/items/{item_id}", headers=editor).json
+    found = {}
+    for f in detail["screening"]["findings"]:
+        if f["segment"] == "cue":
+            assert cues[f["start_time"]][f["start"] : f["end"]] == f["text"]
+            found.setdefault(f["start_time"], []).append(_as_read(f["text"]))
+    assert any("根治高血压" in text for text in found.get(3.0, [])), found
+    assert any("根治高血压" in text for text in found.get(5.0, [])), found
