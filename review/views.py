@@ -70,7 +70,7 @@ from review.i18n import (
 )
 from review.lifecycle import ItemState
 from review.models import CATEGORY_FOR_EXPERT, Decision, Item, ItemKind, Role, Unit, User, Version
-from review.rendering import field_text, render_markdown, textarea_offset
+from review.rendering import field_text, render_markdown, shown_passages, textarea_offset
 from review.search import search_items
 from review.web import (
     LOCAL_TZ,
@@ -404,6 +404,9 @@ def item_detail(item_id: int) -> Any:
         if version
         else [],
         article_html=render_markdown(version.body) if version else None,
+        shown=shown_passages(version.title, version.body, report.findings)
+        if version and report
+        else {},
         history=_version_history(item),
         assignments=item_assignments(item),
         decisions=item_decisions(item),
@@ -890,6 +893,7 @@ def review_page(assignment_id: int) -> Any:
         findings=findings,
         title_pieces=highlight(version.title, findings, "title"),
         pieces=highlight(version.body, findings, "body"),
+        shown=shown_passages(version.title, version.body, findings),
         decisions=item_decisions(assignment.item),
         can_act=current_user.has_role(Role.expert) and assignment.is_open,
         video=video_context(assignment.item, version, list(findings)),

@@ -4,19 +4,23 @@ Steps: a 1:1 character table (NFKC where it maps one character to one character,
 lower-casing, control characters to spaces), deletion of format characters, combining marks
 and lone surrogates, deletion of short separator runs between two CJK characters (the
 排*毒 / 排 毒 / 排-毒 evasion), then traditional → simplified Chinese with OpenCC where the
-conversion keeps the length. Only deletions change the length, so the offset map is a sorted
-list of deletion points and costs nothing for clean text.
+conversion keeps the length, then look-alike characters folded to the ones rule terms use
+(confusables.toml: 根冶 → 根治, Cyrillic а in a Latin word → a, c0vid → covid). Only
+deletions change the length, so the offset map is a sorted list of deletion points and costs
+nothing for clean text.
 """
 
 from __future__ import annotations
 
 import re
+import tomllib
 import unicodedata
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # Separators people insert between characters to evade keyword filters.
@@ -154,6 +158,85 @@ def _one_char(conv: object, ch: str) -> str:
     return converted if len(converted) == 1 else ch
 
 
+CONFUSABLES_FILE = Path(__file__).resolve().parent / "confusables.toml"
+
+
+@dataclass(frozen=True)
+class _Confusables:
+    """The look-alike table of confusables.toml, compiled."""
+
+    cjk: dict[str, tuple[str, tuple[str, ...]]]  # char -> (folded, only before these)
+    words: re.Pattern[str]  # a word to keep as it is, or a CJK look-alike
+    latin: dict[int, str]  # str.translate table of the homoglyphs
+    digits: dict[str, str]  # a digit written for a letter
+    latin_run: re.Pattern[str]  # a word of Latin letters, homoglyphs and digits
+    latin_hint: re.Pattern[str]  # text that may need a Latin fold at all
+    digit_fold: re.Pattern[str]  # a 0/1 between two Latin letters
+
+
+@lru_cache(maxsize=1)
+def _confusables() -> _Confusables:
+    data = tomllib.loads(CONFUSABLES_FILE.read_text(encoding="utf-8"))
+    cjk: dict[str, tuple[str, tuple[str, ...]]] = {}
+    keep: set[str] = set()
+    for entry in data.get("cjk", []):
+        char, folded = str(entry["char"]), str(entry["to"])
+        if len(char) != 1 or len(folded) != 1:
+            raise ValueError(f"confusables.toml: {char!r} → {folded!r} is not one for one")
+        cjk[char] = (folded, tuple(str(w) for w in entry.get("only_before", [])))
+        keep.update(str(w) for w in entry.get("keep", []))
+    alternatives = [re.escape(w) for w in sorted(keep, key=len, reverse=True)]
+    alternatives.append("[" + re.escape("".join(cjk)) + "]")
+    latin = data.get("latin", {})
+    glyphs = {str(k): str(v) for k, v in latin.get("homoglyphs", {}).items()}
+    digits = {str(k): str(v) for k, v in latin.get("digits", {}).items()}
+    for key, value in (glyphs | digits).items():
+        if len(key) != 1 or len(value) != 1:
+            raise ValueError(f"confusables.toml: {key!r} → {value!r} is not one for one")
+    glyph_class = re.escape("".join(glyphs))
+    digit_class = re.escape("".join(digits))
+    return _Confusables(
+        cjk=cjk,
+        words=re.compile("|".join(alternatives)),
+        latin={ord(k): v for k, v in glyphs.items()},
+        digits=digits,
+        latin_run=re.compile(f"[a-z0-9{glyph_class}]+"),
+        latin_hint=re.compile(f"[{glyph_class}]|[a-z][{digit_class}][a-z]"),
+        digit_fold=re.compile(f"(?<=[a-z])[{digit_class}](?=[a-z])"),
+    )
+
+
+def fold_confusables(text: str) -> str:
+    """Fold look-alike characters to the characters rule terms are written with, keeping the
+    length: a CJK look-alike outside the words it belongs to (冶 → 治, but 冶金 stays), and
+    inside a word with Latin letters the Cyrillic/Greek homoglyphs and the digits 0/1 between
+    two letters."""
+    table = _confusables()
+    if any(ch in text for ch in table.cjk):
+
+        def fold(m: re.Match[str]) -> str:
+            found = m.group(0)
+            if len(found) != 1 or found not in table.cjk:
+                return found  # a word the character belongs to
+            folded, only_before = table.cjk[found]
+            if only_before and not text.startswith(only_before, m.end()):
+                return found
+            return folded
+
+        text = table.words.sub(fold, text)
+    if table.latin_hint.search(text) is not None:
+        text = table.latin_run.sub(lambda m: _fold_latin(m.group(0), table), text)
+    return text
+
+
+def _fold_latin(word: str, table: _Confusables) -> str:
+    """One run of letters and digits: folded only when it has a Latin letter of its own."""
+    if not any("a" <= ch <= "z" for ch in word):
+        return word
+    word = word.translate(table.latin)
+    return table.digit_fold.sub(lambda m: table.digits[m.group(0)], word)
+
+
 @dataclass(frozen=True)
 class Normalised:
     """Normalised text plus the offset map back into the original text."""
@@ -186,7 +269,7 @@ def _normalise_core(text: str) -> tuple[str, list[int]]:
         second = [i for m in _SEP_RUN.finditer(mapped) for i in range(m.start(), m.end())]
         mapped = _SEP_RUN.sub("", mapped)
         removed = _merge_removals(removed, second)
-    return to_simplified(mapped), removed
+    return fold_confusables(to_simplified(mapped)), removed
 
 
 def _gaps(removed: list[int]) -> array:  # type: ignore[type-arg]

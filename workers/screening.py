@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -16,6 +17,7 @@ from review.db import db
 from review.errors import IllegalTransition
 from review.models import ScreeningReport, Version
 from review.operations import begin_screening, fail_screening, record_screening
+from review.rendering import Visible, decode_references, visible_text
 from review.search import index_item
 from review.videos import version_sources
 from workers import faults
@@ -36,15 +38,28 @@ def thresholds_from_config() -> rules.Thresholds:
     return policy.effective().thresholds()
 
 
-def segments_of(version: Version) -> list[rules.Segment]:
-    """The version's text as engine segments: title, then the whole body (offsets stay direct).
+def shown_segments(version: Version, *, join: bool = True) -> list[tuple[rules.Segment, Visible]]:
+    """The version's text as readers see it, as engine segments, each with the map from its
+    text back to the stored text: title, then the whole body (or a video's description) as
+    the page renders it, then every cue of every subtitle source (supplied, embedded, OCR)
+    with its time range, so findings carry it too.
 
-    A video's body is its description; then every cue of every subtitle source (supplied,
-    embedded, OCR) is one segment carrying its time range, so findings carry it too.
-    """
+    The body is Markdown: screening reads its rendered text (character references decoded,
+    markup removed), never the raw source a reader does not see. Titles and cues are plain
+    text that a browser, player or CMS may show as HTML, so their character references are
+    decoded too. ``join``: a line break inside a paragraph or cue is read as a wrapped line
+    (see `visible_text`), else as a line break."""
+    title = decode_references(version.title, join=join)
+    body = visible_text(version.body, join=join)
     if version.media_asset_id is None:
-        return [rules.Segment("title", version.title), rules.Segment("body", version.body)]
-    segments = [rules.Segment("title", version.title), rules.Segment("description", version.body)]
+        return [
+            (rules.Segment("title", title.text), title),
+            (rules.Segment("body", body.text), body),
+        ]
+    segments = [
+        (rules.Segment("title", title.text), title),
+        (rules.Segment("description", body.text), body),
+    ]
     # The same line at the same time in two sources (a supplied file and the picture's OCR) is
     # screened once, from the first source: the expert judges one finding, not two.
     seen: dict[str, list[tuple[float, float]]] = {}
@@ -55,8 +70,55 @@ def segments_of(version: Version) -> list[rules.Segment]:
             if any(a < finish and begin < b for a, b in seen.get(key, [])):
                 continue
             seen.setdefault(key, []).append((begin, max(finish, begin + 0.001)))
-            segments.append(rules.Segment("cue", str(text), begin, finish))
+            cue = decode_references(str(text), join=join)
+            segments.append((rules.Segment("cue", cue.text, begin, finish), cue))
     return segments
+
+
+def segments_of(version: Version) -> list[rules.Segment]:
+    """The engine segments of a version: its text as readers see it (see shown_segments)."""
+    return [segment for segment, _ in shown_segments(version)]
+
+
+def screen_as_shown(
+    version: Version, ruleset: rules.Ruleset, *, thresholds: rules.Thresholds
+) -> tuple[rules.Report, list[rules.Segment]]:
+    """Screen the text readers see and return the report with its findings located in the
+    stored text (offsets into the stored title, body or cue, the stored characters as the
+    finding's text), so the pages highlight, and experts mark, the stored source.
+
+    A line break inside a paragraph is read both ways: as a line break (a heading line over
+    its debunk stays apart from it), and as a wrapped line. The wrapped reading decides when
+    one of its findings runs across a joined break — a claim split over two lines
+    (根, a line break, 治癌症) that the first reading cannot see."""
+    shown = shown_segments(version)
+    if any(visible.joins for _, visible in shown):
+        report = _screen(shown, ruleset, thresholds)
+        if any(shown[f.segment][1].crosses_join(f.start, f.end) for f in report.findings):
+            return _stored(report, shown), [segment for segment, _ in shown]
+        shown = shown_segments(version, join=False)
+    return _stored(_screen(shown, ruleset, thresholds), shown), [s for s, _ in shown]
+
+
+def _screen(
+    shown: list[tuple[rules.Segment, Visible]], ruleset: rules.Ruleset, th: rules.Thresholds
+) -> rules.Report:
+    return rules.screen([segment for segment, _ in shown], ruleset, thresholds=th)
+
+
+def _stored(report: rules.Report, shown: list[tuple[rules.Segment, Visible]]) -> rules.Report:
+    """The report with its findings at stored offsets."""
+
+    def stored(finding: rules.Finding) -> rules.Finding:
+        visible = shown[finding.segment][1]
+        start, end = visible.to_source(finding.start, finding.end)
+        return replace(finding, start=start, end=end, text=visible.source[start:end])
+
+    return replace(
+        report,
+        findings=tuple(stored(f) for f in report.findings),
+        suppressed=tuple(stored(f) for f in report.suppressed),
+    )
 
 
 #: How each engine segment kind is stored on a finding (a description is the version's body).
@@ -103,8 +165,7 @@ def screen_version(version_id: int, *, max_attempts: int | None = None) -> str:
     thresholds = thresholds_from_config()
     # The packs without the rules admins switched off; the report records this reduced version.
     ruleset = rulepacks.effective_ruleset()
-    segments = segments_of(version)
-    report = rules.screen(segments, ruleset, thresholds=thresholds)
+    report, segments = screen_as_shown(version, ruleset, thresholds=thresholds)
     flagged = report.routes_to_experts(thresholds)
     try:
         version = db.session.get(Version, version_id)

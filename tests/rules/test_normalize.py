@@ -94,7 +94,9 @@ def test_normalise_many_equals_normalising_each_text() -> None:
     from rules.normalize import normalise_many
 
     rng = random.Random(5)
-    alphabet = "排毒養顏 *-_·.\u200b\ufe0f\ud800ＡＢ，！？\n乾隆頭髮abc量子5G\x00\t"
+    alphabet = (
+        "排毒養顏 *-_·.\u200b\ufe0f\ud800ＡＢ，！？\n乾隆頭髮abc量子5G\x00\t冶金己自经巳末来○о01"
+    )
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(300)]
     texts += ["", "排 毒", "\n", "養 顏\n排*毒"]
     batch = normalise_many(texts)
@@ -105,3 +107,45 @@ def test_normalise_many_equals_normalising_each_text() -> None:
         assert [got.to_original(i) for i in range(len(got.text))] == [
             want.to_original(i) for i in range(len(want.text))
         ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("喝小苏打能根冶癌症", "喝小苏打能根治癌症"),  # 冶 for 治
+        ("这己经被证实", "这已经被证实"),  # 己 for 已
+        ("巳被证实", "已被证实"),  # 巳 for 已
+        ("预知末来", "预知未来"),  # 末 for 未
+        ("二○二○年", "二〇二〇年"),  # a white circle for the ideographic zero
+        ("vаccine", "vaccine"),  # Cyrillic а inside a Latin word
+        ("Vaccіne", "vaccine"),  # Cyrillic і
+        ("νaccine", "vaccine"),  # Greek ν
+        ("c0vid-19", "covid-19"),  # a zero between two letters
+        ("b1ood", "blood"),  # a one between two letters reads as l
+    ],
+)
+def test_look_alike_characters_fold(raw: str, expected: str) -> None:
+    assert normalise(raw).text == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "陶冶情操，冶金工业，冶炼厂",
+        "自己经常锻炼，知己被人理解",
+        "巳时出发，辛巳年",
+        "周末来玩，期末被表扬，粉末",
+        "卫戍部队",
+        "β-胡萝卜素和γ射线，αβγ",
+        "mp3、b12、co2、5g、2019-ncov",
+        "100%有效",
+    ],
+)
+def test_ordinary_text_keeps_its_characters(raw: str) -> None:
+    assert normalise(raw).text == normalise(raw).text.lower()
+    assert normalise(raw).text == raw.lower().replace("，", ",").replace("、", "、")
+
+
+def test_a_claim_written_with_a_look_alike_is_flagged(ruleset: Ruleset) -> None:
+    report = screen([Segment("body", "喝小苏打能根冶癌症。")], ruleset)
+    assert any(f.text == "根冶癌症" for f in report.findings)
