@@ -38,12 +38,8 @@ def _open(item_id: int) -> list[Assignment]:
 
 
 def _decisions(assignment_id: int) -> int:
-    return (
-        db.session.scalar(
-            select(func.count()).select_from(Decision).where(Decision.assignment_id == assignment_id)
-        )
-        or 0
-    )
+    query = select(func.count()).select_from(Decision)
+    return db.session.scalar(query.where(Decision.assignment_id == assignment_id)) or 0
 
 
 def _events(item_id: int, action: str) -> list[AuditEvent]:
@@ -257,9 +253,7 @@ def test_withdrawing_revokes_offers_and_nothing_is_offered_again(
     assert c.get(f"/api/v1/items/{item_id}", headers=factory.token(newcomer)).status_code == 404
 
 
-def test_the_sweep_revokes_offers_of_a_withdrawn_item_it_finds_open(
-    app: Any, factory: Any
-) -> None:
+def test_the_sweep_revokes_offers_of_a_withdrawn_item_it_finds_open(app: Any, factory: Any) -> None:
     """Offers left open on a withdrawn item (before this fix, or by any other path) are revoked
     by the sweep once their deadline passes — never expired and offered to somebody else."""
     item_id, _ = _flagged(app, factory)
