@@ -9,6 +9,7 @@ from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from review.db import JSONType, UTCDateTime, db, utcnow
+from review.lifecycle import ItemState
 from review.models import Item, Unit, User, Version, _enum
 
 
@@ -121,6 +122,17 @@ class Assignment(db.Model):
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
+
+    @property
+    def shows_text(self) -> bool:
+        """Whether this row lets its expert read the version: an offer while it stands, and
+        whatever the expert accepted. An offer revoked, or on a withdrawn item, before the expert
+        accepted it shows nothing: the text was taken back before it was ever assigned."""
+        if self.accepted_at is not None:
+            return True
+        return self.state is not AssignmentState.revoked and (
+            self.item.state is not ItemState.withdrawn
+        )
 
     def to_dict(self) -> dict[str, object]:
         """API form of an assignment."""

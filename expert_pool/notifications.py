@@ -17,6 +17,7 @@ KIND_LABELS = {
     "offer": "新的审核邀请",
     "reminder": "审核期限提醒",
     "reassigned": "审核任务已转交",
+    "revoked": "审核任务已撤销",
     "outcome": "审核结果",
     "escalated": "需要管理员处理",
 }

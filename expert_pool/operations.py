@@ -21,6 +21,7 @@ from expert_pool.matching import (
 from expert_pool.models import OPEN_STATES, Assignment, AssignmentState, Expert, Selection
 from expert_pool.notifications import notify
 from expert_pool.pool import candidates
+from review import operations as review_ops
 from review.audit import SYSTEM, record_event
 from review.db import db, utcnow
 from review.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -68,17 +69,15 @@ class Deadlines:
 
 
 def visible_to_expert(item: Item, user: User) -> bool:
-    """Experts see only items offered or assigned to them."""
+    """Experts see only items offered or assigned to them (see ``Assignment.shows_text``: a
+    revoked offer, or an offer of a withdrawn item, that they never accepted shows nothing)."""
     expert = Expert.for_user(user)
     if expert is None:
         return False
-    return bool(
-        db.session.scalar(
-            select(func.count())
-            .select_from(Assignment)
-            .where(Assignment.item_id == item.id, Assignment.expert_id == expert.id)
-        )
+    rows = db.session.scalars(
+        select(Assignment).where(Assignment.item_id == item.id, Assignment.expert_id == expert.id)
     )
+    return any(a.shows_text for a in rows)
 
 
 # --- choosing reviewers ------------------------------------------------------------------------
@@ -272,8 +271,8 @@ def assign_reviewers(item: Item, *, deadlines: Deadlines, actor: Any = SYSTEM) -
     version = item.current_version
     if version is None:
         raise Conflict("稿件没有可审核的版本")
-    if item.needs_admin:
-        return []
+    if item.needs_admin or item.state is ItemState.withdrawn:
+        return []  # a withdrawn text is never offered to anyone
     report = _report(version)
     risk = report.risk_level if report else "medium"
     round_ = current_round(item)
@@ -506,18 +505,36 @@ def _own(assignment: Assignment, actor: User) -> Expert:
 
 
 def accept_assignment(assignment: Assignment, *, actor: User, deadlines: Deadlines) -> None:
-    """The expert takes the offer; the decision deadline starts."""
+    """The expert takes the offer, inside its deadline; the decision deadline starts.
+
+    An offer found past its deadline (or on a withdrawn or superseded version) is ended here the
+    way the sweep would end it, and ``AssignmentEnded`` (409) is raised: the caller commits that
+    end, so the item is reassigned whether or not the sweep runs.
+    """
     _own(assignment, actor)
     if assignment.state is not AssignmentState.offered:
         raise Conflict(
             f"该任务当前为“{assignment.state_label}”，不能接受", code="illegal_transition"
         )
+    _end_if_lapsed(assignment, deadlines=deadlines)
     now = utcnow()
-    assignment.state = AssignmentState.accepted
-    assignment.accepted_at = now
-    assignment.due_at = now + deadlines.decide(assignment.risk_level)
-    assignment.reminded_at = None
-    db.session.flush()
+    # Compare-and-set: an offer the sweep (or a second tab) ended meanwhile is not revived.
+    moved = db.session.execute(
+        update(Assignment)
+        .where(Assignment.id == assignment.id, Assignment.state == AssignmentState.offered)
+        .values(
+            state=AssignmentState.accepted,
+            accepted_at=now,
+            due_at=now + deadlines.decide(assignment.risk_level),
+            reminded_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(assignment)
+    if moved != 1:
+        raise Conflict(
+            f"该任务当前为“{assignment.state_label}”，不能接受", code="illegal_transition"
+        )
     record_event(
         "assignment.accepted",
         actor=actor,
@@ -527,11 +544,29 @@ def accept_assignment(assignment: Assignment, *, actor: User, deadlines: Deadlin
     )
 
 
-def _end(assignment: Assignment, state: AssignmentState, reason: str, *, actor: Any) -> None:
-    assignment.state = state
-    assignment.ended_at = utcnow()
-    assignment.ended_reason = reason
-    db.session.flush()
+class AssignmentEnded(Conflict):
+    """The request found its assignment past its deadline, or its version withdrawn or
+    superseded, and ended it as the sweep would (expired and reassigned, or revoked).
+
+    The caller commits before answering 409: the end and the reassignment must stand.
+    """
+
+    code = "assignment_ended"
+
+
+def _end(assignment: Assignment, state: AssignmentState, reason: str, *, actor: Any) -> bool:
+    """Close an open assignment and audit it; False when someone else closed it first."""
+    # Compare-and-set on the row: of two enders (the sweep and a request, two sweeps) exactly
+    # one moves it, so an expiry is never reassigned twice.
+    moved = db.session.execute(
+        update(Assignment)
+        .where(Assignment.id == assignment.id, Assignment.state.in_(OPEN_STATES))
+        .values(state=state, ended_at=utcnow(), ended_reason=reason)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(assignment)
+    if moved != 1:
+        return False
     record_event(
         f"assignment.{state.value}",
         actor=actor,
@@ -539,6 +574,126 @@ def _end(assignment: Assignment, state: AssignmentState, reason: str, *, actor: 
         subject_id=assignment.item_id,
         data={"assignment": assignment.id, "reason": reason},
     )
+    return True
+
+
+def _stale_reason(assignment: Assignment) -> str | None:
+    """Why an open assignment no longer stands: its item was withdrawn, or (review work) its
+    version was superseded by a newer one. None while it stands."""
+    item = assignment.item
+    if item.state is ItemState.withdrawn:
+        return "revoked: item withdrawn"
+    if assignment.kind != QUALITY and assignment.version_id != item.current_version_id:
+        number = item.current_version.number if item.current_version else None
+        return f"revoked: superseded by version {number}"
+    return None
+
+
+def _revoke(assignment: Assignment, reason: str, *, actor: Any) -> bool:
+    """End an open offer or accepted assignment as revoked and tell the expert."""
+    if not _end(assignment, AssignmentState.revoked, reason, actor=actor):
+        return False
+    item = assignment.item
+    notify(
+        assignment.expert.user,
+        "revoked",
+        # A link only for an expert who still may open the item (they had accepted it).
+        item=item if assignment.shows_text else None,
+        title=f"审核任务已撤销：{item.title}",
+        body=REVOKE_TEXT.get(reason.split(" by ")[0], "稿件已撤回或已有新版本，无需再审核。"),
+    )
+    return True
+
+
+REVOKE_TEXT = {
+    "revoked: item withdrawn": "编辑已撤回该稿件，无需再审核。",
+    "revoked: superseded": "编辑已提交新版本，此任务对应的旧版本无需再审核。",
+    "revoked: publication recalled": "该稿件的发布已被撤回，原审核任务已撤销。",
+}
+
+
+def revoke_open_assignments(
+    item: Item,
+    reason: str,
+    *,
+    actor: Any,
+    kinds: tuple[str, ...] = (REVIEW, ARBITRATION, QUALITY),
+    keep_version_id: int | None = None,
+) -> list[Assignment]:
+    """Revoke the item's open offers and accepted assignments (of ``kinds``; all versions but
+    ``keep_version_id``), each audited and its expert notified."""
+    query = select(Assignment).where(
+        Assignment.item_id == item.id,
+        Assignment.state.in_(OPEN_STATES),
+        Assignment.kind.in_(kinds),
+    )
+    if keep_version_id is not None:
+        query = query.where(Assignment.version_id != keep_version_id)
+    rows = list(db.session.scalars(query.order_by(Assignment.id)))
+    return [a for a in rows if _revoke(a, reason, actor=actor)]
+
+
+def withdraw_item(item: Item, *, actor: User, reason: str = "") -> list[Assignment]:
+    """Withdraw an unpublished item and revoke every open offer and assignment on it (review,
+    arbitration and quality re-review): nobody is asked to read a text taken back."""
+    review_ops.withdraw_item(item, actor=actor, reason=reason)
+    return revoke_open_assignments(item, "revoked: item withdrawn", actor=actor)
+
+
+def revise_item(item: Item, *, title: object, body: object, actor: User) -> Version:
+    """Freeze a new version and revoke the open review and arbitration work on the versions it
+    supersedes (a quality re-review judges a decision already taken and stays)."""
+    version = review_ops.revise_item(item, title=title, body=body, actor=actor)
+    revoke_open_assignments(
+        item,
+        f"revoked: superseded by version {version.number}",
+        actor=actor,
+        kinds=(REVIEW, ARBITRATION),
+        keep_version_id=version.id,
+    )
+    return version
+
+
+def _expire(assignment: Assignment, *, deadlines: Deadlines) -> bool:
+    """End an overdue assignment as expired and offer the version to the next expert (never
+    silently dropped); False when someone else ended it first."""
+    offered = assignment.state is AssignmentState.offered
+    reason = "expired: not accepted in time" if offered else "expired: no decision in time"
+    if not _end(assignment, AssignmentState.expired, reason, actor=SYSTEM):
+        return False
+    if assignment.kind == QUALITY:
+        return True  # a quality re-review that nobody took is reported, not reassigned
+    item = assignment.item
+    notify(
+        assignment.expert.user,
+        "reassigned",
+        item=item,
+        title=f"审核任务已超时并转交他人：{item.title}",
+    )
+    if item.state in (ItemState.flagged, ItemState.in_review):
+        assign_reviewers(item, deadlines=deadlines)
+    return True
+
+
+def _end_if_lapsed(assignment: Assignment, *, deadlines: Deadlines) -> None:
+    """Refuse (AssignmentEnded, 409) an open assignment that no longer stands or is past its
+    deadline, ending it first exactly as the sweep would."""
+    stale = _stale_reason(assignment)
+    if stale is not None:
+        _revoke(assignment, stale, actor=SYSTEM)
+        raise AssignmentEnded(
+            "该审核任务已撤销：稿件已撤回或已有新版本，无需再审核", code="revoked"
+        )
+    if assignment.due_at < utcnow():
+        offered = assignment.state is AssignmentState.offered
+        due = assignment.due_at
+        _expire(assignment, deadlines=deadlines)
+        what = "接受" if offered else "签署结论"
+        then = "" if assignment.kind == QUALITY else "，已转交其他专家"
+        raise AssignmentEnded(
+            f"已超过{what}的期限（{due:%Y-%m-%d %H:%M} UTC），该任务已结束{then}",
+            code="deadline_passed",
+        )
 
 
 def decline_assignment(
@@ -551,34 +706,33 @@ def decline_assignment(
             f"该任务当前为“{assignment.state_label}”，不能谢绝", code="illegal_transition"
         )
     text = clean_text(reason, "谢绝原因", max_chars=2000, required=True)
-    _end(assignment, AssignmentState.declined, f"declined: {text}", actor=actor)
+    if not _end(assignment, AssignmentState.declined, f"declined: {text}", actor=actor):
+        raise Conflict(
+            f"该任务当前为“{assignment.state_label}”，不能谢绝", code="illegal_transition"
+        )
+    if assignment.item.state not in (ItemState.flagged, ItemState.in_review):
+        return []  # nothing to reassign: the item left review (withdrawn, concluded)
     return assign_reviewers(assignment.item, deadlines=deadlines, actor=actor)
 
 
 def sweep_deadlines(*, deadlines: Deadlines) -> int:
-    """Send reminders, expire overdue offers and reviews, reassign; returns how many expired."""
+    """Revoke what no longer stands, send reminders, expire overdue offers and reviews and
+    reassign them; returns how many expired."""
     now = utcnow()
     open_rows = db.session.scalars(
         select(Assignment).where(Assignment.state.in_(OPEN_STATES)).order_by(Assignment.due_at)
     ).all()
     expired = 0
     for assignment in open_rows:
+        if assignment.state not in OPEN_STATES:
+            continue  # ended earlier in this sweep
         start = assignment.accepted_at or assignment.offered_at
-        if assignment.due_at < now:
-            offered = assignment.state is AssignmentState.offered
-            reason = "expired: not accepted in time" if offered else "expired: no decision in time"
-            _end(assignment, AssignmentState.expired, reason, actor=SYSTEM)
-            if assignment.kind == QUALITY:
-                expired += 1
-                continue  # a quality re-review that nobody took is reported, not reassigned
-            notify(
-                assignment.expert.user,
-                "reassigned",
-                item=assignment.item,
-                title=f"审核任务已超时并转交他人：{assignment.item.title}",
-            )
-            assign_reviewers(assignment.item, deadlines=deadlines)
-            expired += 1
+        stale = _stale_reason(assignment)
+        if stale is not None:
+            # A withdrawn or superseded version is never offered on: revoke, do not reassign.
+            _revoke(assignment, stale, actor=SYSTEM)
+        elif assignment.due_at < now:
+            expired += int(_expire(assignment, deadlines=deadlines))
         elif (
             assignment.reminded_at is None
             and now >= start + (assignment.due_at - start) * REMIND_AT
@@ -643,6 +797,9 @@ def decide(
         raise Conflict(
             f"该任务当前为“{assignment.state_label}”，不能再签署结论", code="illegal_transition"
         )
+    _end_if_lapsed(assignment, deadlines=deadlines)
+    if assignment.state is not AssignmentState.accepted:
+        raise Conflict("请先接受该审核任务，再签署结论", code="not_accepted")
     if assignment.kind == QUALITY:
         # A quality re-review judges the sampled version; the item's workflow is untouched.
         _lock_assignment(assignment)
@@ -664,8 +821,6 @@ def decide(
     )
     row.signature = signer.sign(decision_payload(row))
     db.session.add(row)
-    if assignment.state is AssignmentState.offered:
-        assignment.accepted_at = utcnow()
     assignment.state = AssignmentState.completed
     assignment.ended_at = utcnow()
     assignment.ended_reason = "decided"
@@ -699,7 +854,7 @@ def decide(
 def _lock_assignment(assignment: Assignment) -> None:
     moved = db.session.execute(
         update(Assignment)
-        .where(Assignment.id == assignment.id, Assignment.state.in_(OPEN_STATES))
+        .where(Assignment.id == assignment.id, Assignment.state == AssignmentState.accepted)
         .values(ended_reason="deciding")
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -729,7 +884,7 @@ def _lock_item_for_decision(item: Item, assignment: Assignment, expected: int | 
         )
     db.session.refresh(item)
     db.session.refresh(assignment)
-    if assignment.state not in OPEN_STATES:
+    if assignment.state is not AssignmentState.accepted:
         raise Conflict("该任务已签署过结论", code="conflict")
 
 
@@ -853,6 +1008,9 @@ def recall_item(item: Item, *, actor: User, reason: object) -> None:
         raise Forbidden("只有审计人员或管理员可以下架稿件")
     text = clean_text(reason, "下架理由", max_chars=5000, required=True)
     transition(item, Action.recall, actor=actor, data={"reason": text})
+    revoke_open_assignments(
+        item, "revoked: publication recalled", actor=actor, kinds=(REVIEW, ARBITRATION)
+    )
     for publication in db.session.scalars(
         select(Publication).where(
             Publication.item_id == item.id, Publication.is_recalled.is_(False)

@@ -265,7 +265,7 @@ def revise_item(item_id: int, body: dict[str, Any]) -> Any:
     if item.state.value == "draft":
         ops.update_draft(item, title=title, body=text, actor=user)
     else:
-        ops.revise_item(item, title=title, body=text, actor=user)
+        pool_ops.revise_item(item, title=title, body=text, actor=user)
     _commit()
     return jsonify(item_to_dict(item)), 200
 
@@ -284,7 +284,7 @@ def withdraw_item(item_id: int, body: dict[str, Any]) -> Any:
     """Withdraw an unpublished item."""
     user = _user()
     item = load_item(user, item_id)
-    ops.withdraw_item(item, actor=user, reason=body.get("reason", ""))
+    pool_ops.withdraw_item(item, actor=user, reason=body.get("reason", ""))
     _commit()
     return jsonify({"id": item.id, "state": item.state.value})
 
@@ -407,10 +407,14 @@ def list_assignments() -> Any:
     responses={200: Response("审核任务", ref("Assignment"))},
 )
 def accept_assignment(assignment_id: int) -> Any:
-    """Accept an offered review."""
+    """Accept an offered review (inside its deadline)."""
     user = _user()
-    assignment = load_assignment(user, assignment_id)
-    pool_ops.accept_assignment(assignment, actor=user, deadlines=deadlines())
+    assignment = load_assignment(user, assignment_id, to_read=False)
+    try:
+        pool_ops.accept_assignment(assignment, actor=user, deadlines=deadlines())
+    except pool_ops.AssignmentEnded:
+        _commit()  # the expiry (and the reassignment) stand; the expert gets 409
+        raise
     _commit()
     return jsonify(assignment.to_dict())
 
@@ -429,7 +433,7 @@ def accept_assignment(assignment_id: int) -> Any:
 def decline_assignment(assignment_id: int, body: dict[str, Any]) -> Any:
     """Decline an offer with a reason; the version goes to the next eligible expert."""
     user = _user()
-    assignment = load_assignment(user, assignment_id)
+    assignment = load_assignment(user, assignment_id, to_read=False)
     pool_ops.decline_assignment(
         assignment, actor=user, reason=body.get("reason"), deadlines=deadlines()
     )
@@ -462,9 +466,9 @@ def decline_assignment(assignment_id: int, body: dict[str, Any]) -> Any:
     },
 )
 def decide(assignment_id: int, body: dict[str, Any]) -> Any:
-    """Sign a decision; the password must be entered again."""
+    """Sign a decision on an accepted, live assignment; the password must be entered again."""
     user = _user()
-    assignment = load_assignment(user, assignment_id)
+    assignment = load_assignment(user, assignment_id, to_read=False)
     if not check_password(user, body["password"]):
         record_event(
             "review.signature_refused",
@@ -477,18 +481,22 @@ def decide(assignment_id: int, body: dict[str, Any]) -> Any:
         raise Forbidden(
             "密码确认失败：签署审核结论需要重新输入您的登录密码", code="password_required"
         )
-    decision = pool_ops.decide(
-        assignment,
-        actor=user,
-        decision=body["decision"],
-        comment=body.get("comment", ""),
-        references=body.get("references", []),
-        finding_verdicts=body.get("finding_verdicts", {}),
-        password_ok=True,
-        signer=signer(),
-        deadlines=deadlines(),
-        expected_lock_version=body.get("lock_version"),
-    )
+    try:
+        decision = pool_ops.decide(
+            assignment,
+            actor=user,
+            decision=body["decision"],
+            comment=body.get("comment", ""),
+            references=body.get("references", []),
+            finding_verdicts=body.get("finding_verdicts", {}),
+            password_ok=True,
+            signer=signer(),
+            deadlines=deadlines(),
+            expected_lock_version=body.get("lock_version"),
+        )
+    except pool_ops.AssignmentEnded:
+        _commit()  # the expiry (and the reassignment) stand; the expert gets 409
+        raise
     _commit()
     item = db.session.get(Item, assignment.item_id)
     return jsonify(

@@ -668,7 +668,7 @@ def edit_item(item_id: int) -> Any:
                 if request.form.get("action") == "submit":
                     ops.submit_item(item, actor=current_user)
             else:
-                ops.revise_item(item, title=title, body=body, actor=current_user)
+                pool_ops.revise_item(item, title=title, body=body, actor=current_user)
         except InvalidInput as exc:
             db.session.rollback()
             flash(exc.message, "error")
@@ -744,7 +744,7 @@ def _editor_action(item_id: int, action: str) -> Any:
         ops.submit_item(item, actor=current_user)
         message = gettext("已提交，正在进行机器初筛")
     elif action == "withdraw":
-        ops.withdraw_item(item, actor=current_user, reason=request.form.get("reason", ""))
+        pool_ops.withdraw_item(item, actor=current_user, reason=request.form.get("reason", ""))
         message = gettext("稿件已撤回")
     else:
         return _publish_from_form(item)
@@ -880,10 +880,16 @@ def claim() -> Any:
 @roles_required(Role.expert, Role.auditor, Role.admin)
 def review_page(assignment_id: int) -> Any:
     """The review page: the version's text with findings highlighted, and the decision form."""
-    assignment = load_assignment(current_user, assignment_id)
+    return _review_page(load_assignment(current_user, assignment_id))
+
+
+def _review_page(assignment: Assignment) -> str:
+    """The review page of an assignment the user may read. The decision form is active only
+    once the expert has accepted the offer (a decision needs an accepted, live assignment)."""
     version = assignment.version
     report = version.report
     findings = report.findings if report else []
+    can_act = current_user.has_role(Role.expert) and assignment.is_open
     return render_template(
         "review.html",
         assignment=assignment,
@@ -895,7 +901,8 @@ def review_page(assignment_id: int) -> Any:
         pieces=highlight(version.body, findings, "body"),
         shown=shown_passages(version.title, version.body, findings),
         decisions=item_decisions(assignment.item),
-        can_act=current_user.has_role(Role.expert) and assignment.is_open,
+        can_act=can_act,
+        can_decide=can_act and assignment.state is AssignmentState.accepted,
         video=video_context(assignment.item, version, list(findings)),
         expert_category=CATEGORY_FOR_EXPERT,
     )
@@ -964,9 +971,13 @@ def add_text_finding(assignment_id: int) -> Any:
 @login_required
 @roles_required(Role.expert)
 def accept(assignment_id: int) -> Any:
-    """Accept an offer."""
-    assignment = load_assignment(current_user, assignment_id)
-    pool_ops.accept_assignment(assignment, actor=current_user, deadlines=deadlines())
+    """Accept an offer (inside its deadline)."""
+    assignment = load_assignment(current_user, assignment_id, to_read=False)
+    try:
+        pool_ops.accept_assignment(assignment, actor=current_user, deadlines=deadlines())
+    except pool_ops.AssignmentEnded:
+        db.session.commit()  # the expiry (and the reassignment) stand; the expert gets 409
+        raise
     db.session.commit()
     flash(gettext("已接受审核任务"), "info")
     return redirect(url_for("web.review_page", assignment_id=assignment.id))
@@ -977,7 +988,7 @@ def accept(assignment_id: int) -> Any:
 @roles_required(Role.expert)
 def decline(assignment_id: int) -> Any:
     """Decline an offer with a reason."""
-    assignment = load_assignment(current_user, assignment_id)
+    assignment = load_assignment(current_user, assignment_id, to_read=False)
     pool_ops.decline_assignment(
         assignment, actor=current_user, reason=request.form.get("reason"), deadlines=deadlines()
     )
@@ -990,8 +1001,8 @@ def decline(assignment_id: int) -> Any:
 @login_required
 @roles_required(Role.expert)
 def decision(assignment_id: int) -> Any:
-    """Sign the decision (password re-entered)."""
-    assignment = load_assignment(current_user, assignment_id)
+    """Sign the decision (password re-entered) on an accepted, live assignment."""
+    assignment = load_assignment(current_user, assignment_id, to_read=False)
     verdicts = {
         key.removeprefix("verdict_"): value
         for key, value in request.form.items()
@@ -1016,7 +1027,10 @@ def decision(assignment_id: int) -> Any:
             expected_lock_version=lock,
         )
     except DomainError as exc:
-        db.session.rollback()
+        if isinstance(exc, pool_ops.AssignmentEnded):
+            db.session.commit()  # the expiry (and the reassignment) stand
+        else:
+            db.session.rollback()
         if exc.code == "password_required":
             record_event(
                 "review.signature_refused",
@@ -1026,6 +1040,13 @@ def decision(assignment_id: int) -> Any:
                 data={"assignment": assignment.id},
             )
             db.session.commit()
+        if isinstance(exc, Conflict):
+            # Not this assignment's moment (not accepted, ended, stale): 409 with the reason,
+            # on the review page when the expert may still read it.
+            if not assignment.shows_text:
+                raise
+            flash(exc.message, "error")
+            return _review_page(assignment), 409
         flash(exc.message, "error")
         return redirect(url_for("web.review_page", assignment_id=assignment.id)), 303
     db.session.commit()

@@ -163,15 +163,24 @@ def load_item(user: User, item_id: int) -> Item:
     return item
 
 
-def load_assignment(user: User, assignment_id: int) -> Assignment:
-    """The assignment when it is the user's own (admins and auditors may read any)."""
+def load_assignment(user: User, assignment_id: int, *, to_read: bool = True) -> Assignment:
+    """The assignment when it is the user's own (admins and auditors may read any).
+
+    Reading it shows the version's text, so an expert may read only a row that still shows it
+    (``Assignment.shows_text``); ``to_read=False`` loads their own row for an action on it
+    (accept, decline, decide), which the operation then refuses with 409 if it has ended.
+    """
     assignment = db.session.get(Assignment, assignment_id)
     if assignment is None:
         raise NotFound("找不到该审核任务")
     if user.has_role(Role.auditor, Role.admin):
         return assignment
     expert = Expert.for_user(user)
-    if expert is None or assignment.expert_id != expert.id:
+    if (
+        expert is None
+        or assignment.expert_id != expert.id
+        or (to_read and not assignment.shows_text)
+    ):
         security_event("hidden_object", object="assignment", id=assignment_id, **request_fields())
         raise NotFound("找不到该审核任务")
     return assignment

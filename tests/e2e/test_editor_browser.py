@@ -65,6 +65,7 @@ def _decide(base: str, token: str, item_id: int, body: dict[str, Any]) -> None:
     status, rows = http.call("GET", "/api/v1/assignments")
     assert status == 200, rows
     aid = next(a["id"] for a in rows if a["item_id"] == item_id and a["state"] == "offered")
+    assert http.call("POST", f"/api/v1/assignments/{aid}/accept")[0] == 200
     status, answer = http.call(
         "POST", f"/api/v1/assignments/{aid}/decision", {"password": PASSWORD, **body}
     )

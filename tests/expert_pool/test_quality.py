@@ -16,10 +16,11 @@ def _decide(app: Any, factory: Any, assignment: Assignment, kind: str) -> Any:
     body: dict[str, Any] = {"decision": kind, "password": "correct-horse-1"}
     if kind != "approve":
         body.update(comment="意见", references=["依据"])
+    headers = factory.token(assignment.expert.user)
+    if assignment.state.value == "offered":  # a decision needs an accepted assignment
+        app.test_client().post(f"/api/v1/assignments/{assignment.id}/accept", headers=headers)
     return app.test_client().post(
-        f"/api/v1/assignments/{assignment.id}/decision",
-        headers=factory.token(assignment.expert.user),
-        json=body,
+        f"/api/v1/assignments/{assignment.id}/decision", headers=headers, json=body
     )
 
 

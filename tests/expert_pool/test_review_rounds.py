@@ -57,6 +57,11 @@ def _decide(app: Any, factory: Any, assignment: Assignment, decision: str) -> An
     body: dict[str, Any] = {"decision": decision, "password": "correct-horse-1"}
     if decision != "approve":
         body.update(comment="理由", references=["参考文献"])
+    if assignment.state.value == "offered":  # a decision needs an accepted assignment
+        accepted = app.test_client().post(
+            f"/api/v1/assignments/{assignment.id}/accept", headers=headers
+        )
+        assert accepted.status_code == 200, accepted.json
     resp = app.test_client().post(
         f"/api/v1/assignments/{assignment.id}/decision", headers=headers, json=body
     )

@@ -370,6 +370,7 @@ def test_statistics_match_the_seeded_findings(
         }
         if kind != "approve":
             body.update(comment="伪科学说法", references=["医学教科书"])
+        app.test_client().post(f"/api/v1/assignments/{offer.id}/accept", headers=expert_headers)
         resp = app.test_client().post(
             f"/api/v1/assignments/{offer.id}/decision", headers=expert_headers, json=body
         )

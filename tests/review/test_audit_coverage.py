@@ -77,11 +77,9 @@ class World:
             }
             if state == "rejected":
                 body2.update(comment="伪科学", references=["依据"])
-            c.post(
-                f"/api/v1/assignments/{a.id}/decision",
-                headers=self.factory.token(a.expert.user),
-                json=body2,
-            )
+            token = self.factory.token(a.expert.user)
+            c.post(f"/api/v1/assignments/{a.id}/accept", headers=token)
+            c.post(f"/api/v1/assignments/{a.id}/decision", headers=token, json=body2)
         return item_id
 
     def open_assignments(self, item_id: int) -> list[Assignment]:
@@ -97,6 +95,13 @@ class World:
         expert = Expert.for_user(self.users[username])
         assert expert is not None
         return next(a.id for a in self.open_assignments(item_id) if a.expert_id == expert.id)
+
+    def accepted_of(self, item_id: int, username: str = "expert1") -> int:
+        """The expert's assignment on the item, accepted (a decision needs that)."""
+        aid = self.assignment_of(item_id, username)
+        token = self.factory.token(self.users[username])
+        self.app.test_client().post(f"/api/v1/assignments/{aid}/accept", headers=token)
+        return aid
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,7 @@ CASES = [
         "api.decide",
         "expert1",
         lambda w: (
-            f"/api/v1/assignments/{w.assignment_of(w.item('in_review'))}/decision",
+            f"/api/v1/assignments/{w.accepted_of(w.item('in_review'))}/decision",
             {"decision": "approve", "password": PASSWORD},
         ),
         "review.decided",
@@ -367,7 +372,7 @@ CASES = [
         "web.decision",
         "expert1",
         lambda w: (
-            f"/assignments/{w.assignment_of(w.item('in_review'))}/decision",
+            f"/assignments/{w.accepted_of(w.item('in_review'))}/decision",
             {"decision": "approve", "password": PASSWORD},
         ),
         "review.decided",

@@ -68,6 +68,16 @@ def _open(item_id: int) -> list[Assignment]:
     )
 
 
+def _accepted(app: Any, factory: Any, item_id: int) -> list[Assignment]:
+    """The item's open assignments, each accepted by its expert (a decision needs that)."""
+    rows = _open(item_id)
+    for a in rows:
+        token = factory.token(a.expert.user)
+        resp = app.test_client().post(f"/api/v1/assignments/{a.id}/accept", headers=token)
+        assert resp.status_code == 200, resp.json
+    return rows
+
+
 def _decision(token: dict[str, str], assignment_id: int, **extra: Any) -> Callable[..., Any]:
     body = {"decision": "approve", "password": PASSWORD} | extra
     return lambda c: c.post(
@@ -81,7 +91,7 @@ def test_two_tabs_decide_the_same_assignment_once(app: Any, factory: Any) -> Non
     editor = factory.token(factory.user("editor"))
     for _ in range(8):
         item_id = submit_screened(app, editor, PSEUDO_TITLE, PSEUDO_BODY)
-        mine = _open(item_id)[0]
+        mine = _accepted(app, factory, item_id)[0]
         token = factory.token(mine.expert.user)
         results = _together(
             app,
@@ -104,7 +114,7 @@ def test_both_reviewers_at_once_conclude_the_item_once(app: Any, factory: Any) -
     editor = factory.token(factory.user("editor"))
     for _ in range(4):
         item_id = submit_screened(app, editor, PSEUDO_TITLE, PSEUDO_BODY)
-        first, second = _open(item_id)
+        first, second = _accepted(app, factory, item_id)
         results = _together(
             app,
             [
@@ -128,7 +138,7 @@ def test_a_stale_page_cannot_overwrite(app: Any, factory: Any) -> None:
     factory.expert(senior=True)
     factory.expert()
     item_id = submit_screened(app, factory.token(factory.user("editor")), PSEUDO_TITLE, PSEUDO_BODY)
-    first, second = _open(item_id)
+    first, second = _accepted(app, factory, item_id)
     shown = db.session.get(Item, item_id).lock_version  # type: ignore[union-attr]
     c = app.test_client()
     other = c.post(

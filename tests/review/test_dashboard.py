@@ -33,8 +33,10 @@ def _decide_all(app: Any, factory: Any, item_id: int, decisions: list[str], verd
         }
         if kind != "approve":
             body.update(comment="意见", references=["依据"])
+        token = factory.token(a.expert.user)
+        app.test_client().post(f"/api/v1/assignments/{a.id}/accept", headers=token)
         resp = app.test_client().post(
-            f"/api/v1/assignments/{a.id}/decision", headers=factory.token(a.expert.user), json=body
+            f"/api/v1/assignments/{a.id}/decision", headers=token, json=body
         )
         assert resp.status_code == 200, resp.json
 

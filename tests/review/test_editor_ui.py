@@ -317,6 +317,7 @@ def _decide(app: Any, world: dict[str, Any], who: str, body: dict[str, Any]) -> 
         for a in c.get("/api/v1/assignments", headers=token).json
         if a["item_id"] == world["flagged"]
     )
+    c.post(f"/api/v1/assignments/{aid}/accept", headers=token)  # a decision needs it accepted
     resp = c.post(
         f"/api/v1/assignments/{aid}/decision",
         headers=token,

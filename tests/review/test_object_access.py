@@ -133,6 +133,7 @@ def test_a_decided_assignment_cannot_be_decided_again(app: Any, factory: Any) ->
     first = _open(item_id)[0]
     headers = factory.token(first.expert.user)
     c = app.test_client()
+    assert c.post(f"/api/v1/assignments/{first.id}/accept", headers=headers).status_code == 200
     ok = c.post(
         f"/api/v1/assignments/{first.id}/decision",
         headers=headers,
@@ -193,9 +194,11 @@ def test_a_decision_cannot_set_who_signed_or_the_items_state(app: Any, factory: 
     editor = factory.user("editor")
     item_id = submit_screened(app, factory.token(editor), PSEUDO_TITLE, PSEUDO_BODY)
     first, second = _open(item_id)[:2]
+    token = factory.token(first.expert.user)
+    app.test_client().post(f"/api/v1/assignments/{first.id}/accept", headers=token)
     resp = app.test_client().post(
         f"/api/v1/assignments/{first.id}/decision",
-        headers=factory.token(first.expert.user),
+        headers=token,
         json={
             "decision": "approve",
             "password": PASSWORD,

@@ -35,6 +35,7 @@ def test_search_items_and_decisions(app: Any, factory: Any) -> None:
     assert _ids(app, factory.token(expert), "流感疫苗") == []
     # A decision's comment becomes searchable once the index task ran.
     aid = app.test_client().get("/api/v1/assignments", headers=factory.token(expert)).json[0]["id"]
+    app.test_client().post(f"/api/v1/assignments/{aid}/accept", headers=factory.token(expert))
     app.test_client().post(
         f"/api/v1/assignments/{aid}/decision",
         headers=factory.token(expert),

@@ -46,11 +46,14 @@ def _reviewers(factory: Any, n: int = 2) -> list[dict[str, str]]:
 
 
 def _decide(client: Any, headers: dict[str, str], decision: str, **extra: Any) -> Any:
-    aid = [
+    row = [
         a
         for a in client.get("/api/v1/assignments", headers=headers).json
         if a["state"] in ("offered", "accepted")
-    ][0]["id"]
+    ][0]
+    aid = row["id"]
+    if row["state"] == "offered":  # a decision needs an accepted assignment
+        assert client.post(f"/api/v1/assignments/{aid}/accept", headers=headers).status_code == 200
     body = {"decision": decision, "password": "correct-horse-1", **extra}
     return client.post(f"/api/v1/assignments/{aid}/decision", headers=headers, json=body)
 
