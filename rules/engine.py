@@ -755,7 +755,14 @@ def _screen_segment(
                 if (
                     rule.severity == "low"
                     or _locally_debunked(ruleset, text, a, b, previous, following)
-                    or debunk.discusses(si, text, a, b, [sentence[x:y] for x, y in spans])
+                    or debunk.discusses(
+                        si,
+                        text,
+                        a,
+                        b,
+                        [sentence[x:y] for x, y in spans]
+                        + [t for t in view.occ if t in ruleset.subject_terms],
+                    )
                 ):
                     ctx = "debunk_document"
             hits.append(_Hit(rule, si, sent[0] + lo, sent[0] + hi, ctx))

@@ -146,6 +146,14 @@ class Ruleset:
         self.term_index = TermIndex(terms)
         self.cue_index = TermIndex(CUE_TERMS)
         self.all_terms: frozenset[str] = frozenset(terms) | CUE_TERMS | self.keep_whole
+        # What a claim is about (its agents and targets): a debunk document that names them
+        # away from the claim is discussing the claim.
+        self.subject_terms: frozenset[str] = frozenset(
+            normalise_term(t)
+            for kind, _, _, words in self.vocabulary.values()
+            if kind in ("agent", "target")
+            for t in words
+        )
         # Appeals to unnamed research: a rule's `not` term inside one does not switch it off.
         appeal = self.vocabulary.get("marker.fake_research")
         self.research_appeals: frozenset[str] = frozenset(
