@@ -668,26 +668,57 @@ def _parallel_hits(
     return hits, frozenset().union(*(found for _, found in parts))
 
 
-@dataclass(frozen=True)
 class _Debunk:
     """The debunk context of a document: `whole` when it applies to every claim (a short
     debunk), else a claim is covered when a cue stands near it or the document discusses
     the claim's subject elsewhere. `texts`: the normalised segments the document-level
     decisions read (the first DOCUMENT_SCAN_CHARS characters; the rest are empty)."""
 
-    whole: bool
-    texts: tuple[str, ...]
+    def __init__(self, whole: bool, texts: Sequence[str]) -> None:
+        self.whole = whole
+        kept: list[str] = []
+        have = 0
+        for t in texts:  # the same prefix with one process or several
+            kept.append(t if have < DOCUMENT_SCAN_CHARS else "")
+            have += len(t)
+        self.texts = tuple(kept)
+        self._where: dict[str, list[tuple[int, int]]] = {}
+        self._joined = "\n".join(self.texts)
+        self._starts: list[int] = []
+        at = 0
+        for t in self.texts:
+            self._starts.append(at)
+            at += len(t) + 1
+
+    def _positions(self, word: str) -> list[tuple[int, int]]:
+        """(segment, offset) of every occurrence of a word in the texts, found once."""
+        found = self._where.get(word)
+        if found is None:
+            found = []
+            at = self._joined.find(word)
+            while at >= 0:
+                i = bisect_right(self._starts, at) - 1
+                found.append((i, at - self._starts[i]))
+                at = self._joined.find(word, at + 1)
+            self._where[word] = found
+        return found
 
     def discusses(self, si: int, text: str, lo: int, hi: int, terms: Sequence[str]) -> bool:
         """True when a term of the claim (two characters or more) occurs in the document
         away from the claim (beyond LOCAL_DEBUNK_CHARS): the debunk is about this subject,
         not an unrelated claim."""
-        words = [t for t in dict.fromkeys(terms) if len(t) >= 2]
-        if not words:
-            return False
-        away = (text[: max(0, lo - LOCAL_DEBUNK_CHARS)], text[hi + LOCAL_DEBUNK_CHARS :])
-        others = [t for i, t in enumerate(self.texts) if i != si and t]
-        return any(w in part for w in words for part in (*away, *others))
+        before, after = max(0, lo - LOCAL_DEBUNK_CHARS), hi + LOCAL_DEBUNK_CHARS
+        scanned = si < len(self.texts) and self.texts[si] == text
+        for word in dict.fromkeys(terms):
+            if len(word) < 2:
+                continue
+            for i, at in self._positions(word):
+                if i != si or at + len(word) <= before or at >= after:
+                    return True
+            # A segment beyond the scanned prefix is read on its own.
+            if not scanned and (text.find(word, 0, before) >= 0 or text.find(word, after) >= 0):
+                return True
+        return False
 
 
 def _locally_debunked(
@@ -760,7 +791,7 @@ def _screen_segment(
                         text,
                         a,
                         b,
-                        [sentence[x:y] for x, y in spans]
+                        [t for x, y in spans if (t := sentence[x:y]) in rule.all_terms]
                         + [t for t in view.occ if t in ruleset.subject_terms],
                     )
                 ):

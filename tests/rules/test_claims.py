@@ -52,30 +52,21 @@ def test_a_fake_appeal_to_research_raises_the_risk_of_the_claim_it_introduces(
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("inside", "alone"),
     [
-        "脊髓灰质炎减毒活疫苗是口服的糖丸。",
-        "脊髓灰质炎减\u200b毒活疫苗是口服的糖丸。",
-        "脊髓灰质炎减*毒活疫苗是口服的糖丸。",
-        "脊髓灰质炎减毒活疫苗是口服的糖丸。",
-        "脊髓灰質炎減毒活疫苗是口服的糖丸。",
+        ("脊髓灰质炎减毒活疫苗是口服的糖丸。", "疫苗就是毒，打了伤身。"),
+        ("脊髓灰质炎减\u200b毒活疫苗是口服的糖丸。", "疫\u200b苗就是毒，打了伤身。"),
+        ("脊髓灰质炎减*毒活疫苗是口服的糖丸。", "疫苗就是*毒，打了伤身。"),
+        ("脊髓灰质炎减毒活疫苗是口服的糖丸。", "疫苗就是毒，打了伤身。"),
+        ("脊髓灰質炎減毒活疫苗是口服的糖丸。", "疫苗就是毒，打了傷身。"),
     ],
     ids=["plain", "zero-width", "separator", "full-width", "traditional"],
 )
 def test_a_one_character_term_does_not_fire_inside_a_longer_word(
-    ruleset: Ruleset, text: str
+    ruleset: Ruleset, inside: str, alone: str
 ) -> None:
-    assert _level(ruleset, text) == ("none", 0.0)
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["疫苗就是毒，打了伤身。", "疫\u200b苗就是毒，打了伤身。", "疫苗就是毒，打了傷身。"],
-)
-def test_the_one_character_term_still_fires_as_a_word_of_its_own(
-    ruleset: Ruleset, text: str
-) -> None:
-    assert "covid.vaccine-fear" in _fired(ruleset, text)
+    assert _level(ruleset, inside) == ("none", 0.0)
+    assert "covid.vaccine-fear" in _fired(ruleset, alone)  # a word of its own still counts
 
 
 def test_every_kept_word_hides_the_one_character_terms_inside_it(ruleset: Ruleset) -> None:
@@ -94,45 +85,35 @@ def test_every_kept_word_hides_the_one_character_terms_inside_it(ruleset: Rulese
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "counter"),
     [
-        "糖尿病患者可以停用胰岛素，改喝苦瓜汁。",
-        "高血压不用吃药了，每天喝芹菜汁就能降下来。",
-        "得了肺癌别做化疗，天天喝灵芝孢子粉就行。",
-        "痛风病人把药扔了吧，多喝苏打水就好。",
-        "这个偏方能代替降糖药，老病号都改用它了。",
+        ("糖尿病患者可以停用胰岛素，改喝苦瓜汁。", "糖尿病患者千万不要擅自停用胰岛素。"),
+        ("高血压不用吃药了，每天喝芹菜汁就能降下来。", "在医生指导下，部分患者可以减药。"),
+        (
+            "得了肺癌别做化疗，天天喝灵芝孢子粉就行。",
+            "网传苦瓜汁能代替胰岛素，这是谣言，停药有生命危险。",
+        ),
+        ("痛风病人把药扔了吧，多喝苏打水就好。", "糖尿病患者可以停用胰岛素改喝苦瓜汁吗？"),
+        ("这个偏方能代替降糖药，老病号都改用它了。", "高血压患者不能停药改喝芹菜汁。"),
     ],
 )
-def test_stop_treatment_advice_is_critical(ruleset: Ruleset, text: str) -> None:
+def test_stop_treatment_advice_is_critical(ruleset: Ruleset, text: str, counter: str) -> None:
     assert _level(ruleset, text)[0] == "critical", text
     assert "claim.stop-treatment" in _fired(ruleset, text)
+    # advice against stopping, a debunk or a question is not stop-treatment advice
+    assert "claim.stop-treatment" not in _fired(ruleset, counter)
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "糖尿病患者千万不要擅自停用胰岛素。",
-        "在医生指导下，部分患者可以减药。",
-        "网传苦瓜汁能代替胰岛素，这是谣言，停药有生命危险。",
-        "糖尿病患者可以停用胰岛素改喝苦瓜汁吗？",
-    ],
-)
-def test_advice_against_stopping_is_not_stop_treatment(ruleset: Ruleset, text: str) -> None:
-    assert "claim.stop-treatment" not in _fired(ruleset, text)
-
-
-@pytest.mark.parametrize(
-    ("text", "flagged"),
-    [
-        ("在屋里熏一熏白醋，流感病毒全都能杀死。", True),
-        ("喝高度白酒能杀灭身体里的新冠病毒。", True),
-        ("接种流感疫苗可以预防流感。", False),
-        ("勤洗手能降低感染病毒的风险。", False),
-        ("用75%酒精擦手可以杀灭病毒。", False),
-    ],
-)
-def test_evidence_status_of_the_agent_decides(ruleset: Ruleset, text: str, flagged: bool) -> None:
-    assert ("claim.unbacked-agent-prevents-virus" in _fired(ruleset, text)) == flagged
+def test_evidence_status_of_the_agent_decides(ruleset: Ruleset) -> None:
+    rule = "claim.unbacked-agent-prevents-virus"
+    for text in ("在屋里熏一熏白醋，流感病毒全都能杀死。", "喝高度白酒能杀灭身体里的新冠病毒。"):
+        assert rule in _fired(ruleset, text), text
+    for text in (
+        "接种流感疫苗可以预防流感。",
+        "勤洗手能降低感染病毒的风险。",
+        "用75%酒精擦手可以杀灭病毒。",
+    ):
+        assert rule not in _fired(ruleset, text), text
 
 
 def test_vocabulary_classes_are_data_with_kind_and_evidence(ruleset: Ruleset) -> None:
@@ -196,7 +177,7 @@ terms = ["病毒", "流感"]
         ('[vocabulary.effect.kill]\nevidence = "backed"\nterms = ["杀"]\n', "evidence"),
         ('[vocabulary.thing.food]\nterms = ["醋"]\n', "vocabulary.thing"),
         ('[vocabulary.agent.food]\nevidence = "backed"\nterms = []\n', "terms"),
-        ("[segmentation]\nwords = []\n", "segmentation"),
+        ("[segmentation]\nwords = []\n", "only 'keep_whole'"),
     ],
 )
 def test_bad_vocabulary_is_a_clear_error(tmp_path: Path, text: str, field: str) -> None:
@@ -228,18 +209,14 @@ def test_an_unrelated_claim_in_a_long_debunk_article_is_still_flagged(
     assert report.risk_level == "critical"
 
 
-def test_a_long_debunk_article_still_cancels_the_claims_it_refutes(ruleset: Ruleset) -> None:
-    claim = "网上流传糖尿病患者可以停用胰岛素改喝苦瓜汁，其实这是谣言。"
-    report = screen(_article(claim, title="辟谣：关于睡眠的五个误区"), ruleset)
-    assert report.findings == ()
-    discussed = _article("糖尿病患者可以停用胰岛素，改喝苦瓜汁。", title="辟谣：胰岛素不能停")
+def test_a_debunk_still_cancels_the_claims_it_refutes(ruleset: Ruleset) -> None:
+    claim = "糖尿病患者可以停用胰岛素，改喝苦瓜汁。"
+    refuted = "网上流传糖尿病患者可以停用胰岛素改喝苦瓜汁，其实这是谣言。"
+    assert screen(_article(refuted, title="辟谣：关于睡眠的五个误区"), ruleset).findings == ()
+    discussed = _article(claim, title="辟谣：胰岛素不能停")
     discussed.append(Segment("body", "胰岛素是糖尿病治疗的基础，停用胰岛素可能引发酮症酸中毒。"))
     assert screen(discussed, ruleset).findings == ()
-
-
-def test_a_short_debunk_document_cancels_every_claim(ruleset: Ruleset) -> None:
-    segments = [
-        Segment("title", "辟谣：这些说法都不对"),
-        Segment("body", "糖尿病患者可以停用胰岛素，改喝苦瓜汁。"),
-    ]
-    assert screen(segments, ruleset).findings == ()
+    short = [Segment("title", "辟谣：这些说法都不对"), Segment("body", claim)]
+    assert screen(short, ruleset).findings == ()
+    # the same claim with nothing about it in a long debunk article counts
+    assert screen(_article(claim, title="辟谣：关于睡眠的五个误区"), ruleset).findings
