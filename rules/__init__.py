@@ -20,7 +20,14 @@ from .model import (
 from .normalize import Normalised, normalise
 from .ruleset import Rule, RulePackError, Ruleset, load_default_ruleset, load_ruleset
 from .segmenter import BACKENDS, resolve_backend
-from .tools import ExampleFailure, evaluate, format_scan, run_examples, segments_from_text
+from .tools import (
+    ExampleFailure,
+    evaluate,
+    evaluate_in_articles,
+    format_scan,
+    run_examples,
+    segments_from_text,
+)
 
 __all__ = [
     "BACKENDS",
@@ -40,6 +47,7 @@ __all__ = [
     "Segment",
     "Thresholds",
     "evaluate",
+    "evaluate_in_articles",
     "format_scan",
     "load_default_ruleset",
     "load_ruleset",

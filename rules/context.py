@@ -306,9 +306,8 @@ HEDGED: frozenset[str] = frozenset(
         "风险",
         "概率",
         "有限",
-        "研究显示",
-        "研究表明",
-        "研究发现",
+        # Not 研究发现 / 研究表明 / 研究显示: an appeal to unnamed research is how pseudo-science
+        # introduces a claim, and must never lower its risk.
         "提示",
         "可能性",
     ]
@@ -427,6 +426,49 @@ DOCUMENT_WEAK: frozenset[str] = frozenset(
     ]
 )
 DOCUMENT_CUES: frozenset[str] = DOCUMENT_STRONG | DOCUMENT_WEAK
+
+# In a long debunk document, a claim counts as one the document refutes only when one of
+# these occurs near it (its paragraph around it, or the paragraphs before and after): a
+# debunk article's title does not vouch for an unrelated claim three paragraphs away. The
+# neutral words of ordinary science writing (研究表明, 专家表示, 证据, 权威 …) are left out.
+LOCAL_DEBUNK: frozenset[str] = DOCUMENT_STRONG | frozenset(
+    [
+        "虚假宣传",
+        "夸大宣传",
+        "商家宣称",
+        "并非",
+        "没有依据",
+        "没有效果",
+        "无法证明",
+        "站不住",
+        "传言称",
+        "网传",
+        "误读",
+        "断章取义",
+        "曲解",
+        "不存在",
+        "经核实",
+        "说法",
+        "流传",
+        "真相",
+        "原来",
+        "并不是",
+        "仔细",
+        "并不",
+        "并没有",
+        "不能说明",
+        "不等于",
+        "不代表",
+        "目前没有",
+        "没有特效",
+        "不足以",
+        "没有关系",
+        "毫无关系",
+        "夸大",
+        "不建议",
+        "核实",
+    ]
+)
 
 CUE_TERMS: frozenset[str] = REFUTATION | NEGATION | QUESTION | ATTRIBUTION | HEDGED
 

@@ -23,7 +23,8 @@ from .normalize import Normalised, normalise, normalise_many
 from .ruleset import Rule, Ruleset
 from .segmenter import Segmenter, resolve_backend
 
-SEVERITY_WEIGHT: dict[str, float] = {"low": 1.0, "medium": 2.0, "high": 3.0, "critical": 5.0}
+# A plainly asserted critical claim (stop the treatment …) reaches "critical" on its own.
+SEVERITY_WEIGHT: dict[str, float] = {"low": 1.0, "medium": 2.0, "high": 3.0, "critical": 6.0}
 MAX_SENTENCE = 400
 LEAD_CHARS = 80
 DOCUMENT_WEIGHT_LIMIT = 3
@@ -38,6 +39,11 @@ MAX_FINDINGS_PER_RULE = 20
 # long texts only: enough to judge a document, and it keeps a 10 MB text cheap.
 DOCUMENT_SCAN_CHARS = 200_000
 DOMAIN_SCAN_CHARS = 200_000
+# A debunk document up to this many characters (a fact-check card, a short 辟谣 post) refutes
+# every claim in it; in a longer one a claim counts as refuted only with a debunk cue within
+# LOCAL_DEBUNK_CHARS of it (its paragraph, the end of the one before, the start of the next).
+SHORT_DOCUMENT_CHARS = 600
+LOCAL_DEBUNK_CHARS = 150
 
 _SENTENCE = re.compile(r"[^。!?;…\n]*(?:[。!?;…\n]+|$)")
 _CLAUSE_BREAK = re.compile(r"[,、:]")
@@ -272,6 +278,7 @@ class _SentenceView:
     ) -> None:
         self.text = text
         self._ruleset = ruleset
+        self.research_appeals = ruleset.research_appeals
         tokens = segmenter.cut(text) if text else []
         bounds = [0]
         for tok in tokens:
@@ -316,6 +323,16 @@ def _aligned(a: int, b: int, bounds: set[int]) -> bool:
     return a in bounds and b in bounds
 
 
+def _within_research_appeal(view: _SentenceView, term: str) -> bool:
+    """True when every occurrence of a rule's `not` term lies inside an appeal to unnamed
+    research (研究发现, 科学家证实 …): a `not = ["研究"]` meant for a cited study must not let
+    "最新研究发现，" switch a claim off."""
+    appeals = [span for t in view.research_appeals if t != term for span in view.occ.get(t, ())]
+    return bool(appeals) and all(
+        any(a <= x and y <= b for a, b in appeals) for x, y in view.occ[term]
+    )
+
+
 def _group_spans(view: _SentenceView, rule: Rule, gi: int) -> list[tuple[int, int]]:
     group = rule.groups[gi]
     spans: list[tuple[int, int]] = []
@@ -340,7 +357,7 @@ def _fits(view: _SentenceView, rule: Rule, chosen: list[tuple[int, int]]) -> boo
 def match_rule(view: _SentenceView, rule: Rule) -> list[tuple[int, int]] | None:
     """Return the matched term spans of the first occurrence of the rule, or None."""
     for term in rule.exclude:
-        if term in view.occ:
+        if term in view.occ and not _within_research_appeal(view, term):
             return None
     per_group = [_group_spans(view, rule, gi) for gi in range(len(rule.groups))]
     if any(not spans for spans in per_group):
@@ -392,6 +409,8 @@ def _context(
     next_sentence: str,
     debunk_doc: bool,
 ) -> str | None:
+    """The context of a hit; `debunk_doc` is True when the whole document's debunk context
+    applies to it (a short debunk document)."""
     lo = min(a for a, _ in spans)
     hi = max(b for _, b in spans)
     # A cue that overlaps any occurrence of the rule's own terms is part of the claim
@@ -467,7 +486,8 @@ def screen(
     seg = _OnDemand(ruleset, segmenter)
     raw = [s.text for s in segments]
     kinds = [s.kind for s in segments]
-    parallel = jobs > 1 and len(raw) > 1 and sum(map(len, raw)) >= PARALLEL_MIN_CHARS
+    total_chars = sum(map(len, raw))
+    parallel = jobs > 1 and len(raw) > 1 and total_chars >= PARALLEL_MIN_CHARS
     if parallel:
         ruleset.segmenter(seg.name)  # built once here, inherited by the forked processes
     norms: dict[int, Normalised] = (
@@ -478,10 +498,13 @@ def screen(
     doc_texts = [norms[i].text if i in norms else "" for i in range(len(raw))]
     split = heading_split(raw[0], norms[0]) if raw and "title" not in kinds else None
     debunk_doc = document_is_debunk(doc_texts, kinds, ruleset, split)
+    debunk: _Debunk | None = None
+    if debunk_doc:
+        debunk = _Debunk(total_chars <= SHORT_DOCUMENT_CHARS, tuple(doc_texts))
     if parallel:
-        hits, sources = _parallel_hits(raw, ruleset, seg, debunk_doc, jobs)
+        hits, sources = _parallel_hits(raw, ruleset, seg, debunk, jobs)
     else:
-        hits = _hits(range(len(raw)), norms, ruleset, seg, debunk_doc)
+        hits = _hits(range(len(raw)), norms, ruleset, seg, debunk)
         sources = None
     # A claim the same text refutes or negates elsewhere is being discussed, not asserted.
     rebutted = {h.rule.id for h in hits if h.context in ("refutation", "negation")}
@@ -568,22 +591,24 @@ def _hits(
     norms: Mapping[int, Normalised],
     ruleset: Ruleset,
     seg: Segmenter,
-    debunk_doc: bool,
+    debunk: _Debunk | None,
 ) -> list[_Hit]:
     """The hits of some segments, with offsets into the original segment texts. `norms`
-    holds the normalised segments, and the one after the last when there is one."""
+    holds the normalised segments, and the ones before the first and after the last when
+    there are."""
     hits: list[_Hit] = []
     for si in indices:
         norm = norms[si]
         following = norms[si + 1].text if si + 1 in norms else ""
-        for hit in _screen_segment(si, norm.text, following, ruleset, seg, debunk_doc):
+        previous = norms[si - 1].text if si - 1 in norms else ""
+        for hit in _screen_segment(si, norm.text, previous, following, ruleset, seg, debunk):
             hit.start, hit.end = norm.span_to_original(hit.start, hit.end)
             hits.append(hit)
     return hits
 
 
 # What forked children screen: set by the parent just before it forks, read by the children.
-_FORK_STATE: tuple[Sequence[str], Ruleset, Segmenter, bool] | None = None
+_FORK_STATE: tuple[Sequence[str], Ruleset, Segmenter, _Debunk | None] | None = None
 
 _ChildHit = tuple[int, int, int, int, str | None]
 
@@ -592,22 +617,25 @@ def _child_hits(indices: Sequence[int]) -> tuple[list[_ChildHit], frozenset[str]
     """In a forked child: normalise and screen a run of consecutive segments; return the
     hits with rules as indexes (cheap to send) and the source terms the run names."""
     assert _FORK_STATE is not None
-    raw, ruleset, seg, debunk_doc = _FORK_STATE
+    raw, ruleset, seg, debunk = _FORK_STATE
     norms = dict(zip(indices, normalise_many([raw[i] for i in indices]), strict=True))
     after = indices[-1] + 1
     if after < len(raw):
         norms[after] = normalise(raw[after])
+    before = indices[0] - 1
+    if before >= 0:
+        norms[before] = normalise(raw[before])
     texts = [norms[i].text for i in indices]
     position = {id(rule): i for i, rule in enumerate(ruleset.rules)}
     hits = [
         (position[id(h.rule)], h.segment, h.start, h.end, h.context)
-        for h in _hits(indices, norms, ruleset, seg, debunk_doc)
+        for h in _hits(indices, norms, ruleset, seg, debunk)
     ]
     return hits, _sources(ruleset, texts)
 
 
 def _parallel_hits(
-    raw: Sequence[str], ruleset: Ruleset, seg: Segmenter, debunk_doc: bool, jobs: int
+    raw: Sequence[str], ruleset: Ruleset, seg: Segmenter, debunk: _Debunk | None, jobs: int
 ) -> tuple[list[_Hit], frozenset[str]]:
     """_hits over all segments, split into runs of similar size that forked processes
     normalise and screen, plus the source terms named anywhere. Without fork (not
@@ -617,7 +645,7 @@ def _parallel_hits(
         context: Any = multiprocessing.get_context("fork")
     except ValueError:  # pragma: no cover - platforms without fork
         norms = dict(enumerate(normalise_many(raw)))
-        hits = _hits(range(len(raw)), norms, ruleset, seg, debunk_doc)
+        hits = _hits(range(len(raw)), norms, ruleset, seg, debunk)
         return hits, _sources(ruleset, [n.text for n in norms.values()])
     total = sum(map(len, raw))
     target = max(1, total // (jobs * 4))
@@ -629,7 +657,7 @@ def _parallel_hits(
             size = 0
         chunks[-1].append(si)
         size += len(text)
-    _FORK_STATE = (raw, ruleset, seg, debunk_doc)
+    _FORK_STATE = (raw, ruleset, seg, debunk)
     try:
         with context.Pool(min(jobs, len(chunks))) as pool:
             parts = pool.map(_child_hits, chunks, chunksize=1)
@@ -640,8 +668,80 @@ def _parallel_hits(
     return hits, frozenset().union(*(found for _, found in parts))
 
 
+class _Debunk:
+    """The debunk context of a document: `whole` when it applies to every claim (a short
+    debunk), else a claim is covered when a cue stands near it or the document discusses
+    the claim's subject elsewhere. `texts`: the normalised segments the document-level
+    decisions read (the first DOCUMENT_SCAN_CHARS characters; the rest are empty)."""
+
+    def __init__(self, whole: bool, texts: Sequence[str]) -> None:
+        self.whole = whole
+        kept: list[str] = []
+        have = 0
+        for t in texts:  # the same prefix with one process or several
+            kept.append(t if have < DOCUMENT_SCAN_CHARS else "")
+            have += len(t)
+        self.texts = tuple(kept)
+        self._where: dict[str, list[tuple[int, int]]] = {}
+        self._joined = "\n".join(self.texts)
+        self._starts: list[int] = []
+        at = 0
+        for t in self.texts:
+            self._starts.append(at)
+            at += len(t) + 1
+
+    def _positions(self, word: str) -> list[tuple[int, int]]:
+        """(segment, offset) of every occurrence of a word in the texts, found once."""
+        found = self._where.get(word)
+        if found is None:
+            found = []
+            at = self._joined.find(word)
+            while at >= 0:
+                i = bisect_right(self._starts, at) - 1
+                found.append((i, at - self._starts[i]))
+                at = self._joined.find(word, at + 1)
+            self._where[word] = found
+        return found
+
+    def discusses(self, si: int, text: str, lo: int, hi: int, terms: Sequence[str]) -> bool:
+        """True when a term of the claim (two characters or more) occurs in the document
+        away from the claim (beyond LOCAL_DEBUNK_CHARS): the debunk is about this subject,
+        not an unrelated claim."""
+        before, after = max(0, lo - LOCAL_DEBUNK_CHARS), hi + LOCAL_DEBUNK_CHARS
+        scanned = si < len(self.texts) and self.texts[si] == text
+        for word in dict.fromkeys(terms):
+            if len(word) < 2:
+                continue
+            for i, at in self._positions(word):
+                if i != si or at + len(word) <= before or at >= after:
+                    return True
+            # A segment beyond the scanned prefix is read on its own.
+            if not scanned and (text.find(word, 0, before) >= 0 or text.find(word, after) >= 0):
+                return True
+        return False
+
+
+def _locally_debunked(
+    ruleset: Ruleset, text: str, lo: int, hi: int, previous: str, following: str
+) -> bool:
+    """True when a debunk cue stands near a claim at text[lo:hi]: in its paragraph within
+    LOCAL_DEBUNK_CHARS, at the end of the paragraph before or the start of the next."""
+    near = (
+        previous[-LOCAL_DEBUNK_CHARS:],
+        text[max(0, lo - LOCAL_DEBUNK_CHARS) : hi + LOCAL_DEBUNK_CHARS],
+        following[:LOCAL_DEBUNK_CHARS],
+    )
+    return any(ruleset.local_debunk_index.present(part) for part in near if part)
+
+
 def _screen_segment(
-    si: int, text: str, following: str, ruleset: Ruleset, seg: Segmenter, debunk_doc: bool
+    si: int,
+    text: str,
+    previous: str,
+    following: str,
+    ruleset: Ruleset,
+    seg: Segmenter,
+    debunk: _Debunk | None,
 ) -> list[_Hit]:
     # The gate: one pass of the anchor automaton over the segment marks the sentences that
     # contain an anchor term; only those are scanned for all terms (and maybe segmented).
@@ -678,9 +778,24 @@ def _screen_segment(
             spans = match_rule(view, rule)
             if spans is None:
                 continue
-            ctx = _context(view, rule, spans, next_text, debunk_doc)
+            ctx = _context(view, rule, spans, next_text, debunk is not None and debunk.whole)
             lo = min(a for a, _ in spans)
             hi = max(b for _, b in spans)
+            if debunk is not None and ctx not in _CANCELLING:
+                a, b = sent[0] + lo, sent[0] + hi
+                if (
+                    rule.severity == "low"
+                    or _locally_debunked(ruleset, text, a, b, previous, following)
+                    or debunk.discusses(
+                        si,
+                        text,
+                        a,
+                        b,
+                        [t for x, y in spans if (t := sentence[x:y]) in rule.all_terms]
+                        + [t for t in view.occ if t in ruleset.subject_terms],
+                    )
+                ):
+                    ctx = "debunk_document"
             hits.append(_Hit(rule, si, sent[0] + lo, sent[0] + hi, ctx))
     return hits
 

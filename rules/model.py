@@ -65,7 +65,7 @@ class Thresholds:
     """Score cut-offs for risk levels and the level that routes a report to experts."""
 
     flag_level: str = "medium"
-    # Severity weights are low 1, medium 2, high 3, critical 5; context multiplies them
+    # Severity weights are low 1, medium 2, high 3, critical 6; context multiplies them
     # (attribution 0.4, hedged 0.5). So a plainly asserted claim of any severity reaches
     # "medium" (routes to experts), a reported or hedged weak one stays "low".
     low_at: float = 0.01

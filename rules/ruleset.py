@@ -11,7 +11,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-from .context import CUE_TERMS, DOCUMENT_CUES
+from .context import CUE_TERMS, DOCUMENT_CUES, LOCAL_DEBUNK
 from .matcher import TermIndex
 from .model import CATEGORIES, DOMAINS, SEVERITIES
 from .normalize import normalise_term
@@ -40,6 +40,12 @@ PATTERN_KEYS = frozenset(
     {"any", "all", "ordered", "window", "not", "not_document", "scope", "anchor"}
 )
 IGNORABLE_CONTEXTS = frozenset({"negation", "question", "attribution", "hedged"})
+# Claim vocabulary (`[vocabulary.<kind>.<name>]` tables): what a claim is made of. Agents
+# carry an evidence status: `backed` (a vaccine against flu, washing hands, 75 % alcohol on
+# hands) or `not_backed` (vinegar, garlic, salt water against a virus).
+VOCABULARY_KINDS = frozenset({"agent", "effect", "target", "marker"})
+EVIDENCE = frozenset({"backed", "not_backed"})
+VOCABULARY_KEYS = frozenset({"kind", "category", "evidence", "description", "terms"})
 
 
 class RulePackError(ValueError):
@@ -119,6 +125,11 @@ class Ruleset:
     version: str
     domain_keywords: dict[str, tuple[str, ...]]
     files: tuple[str, ...] = ()
+    # Words the segmenter keeps whole although no rule uses them (减毒, 灭活 …): a one-character
+    # term can then not fire inside them.
+    keep_whole: frozenset[str] = frozenset()
+    # The claim vocabulary: name -> (kind, category, evidence, terms).
+    vocabulary: Mapping[str, tuple[str, str, str, tuple[str, ...]]] = field(default_factory=dict)
     _segmenters: dict[str, Segmenter] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -134,8 +145,22 @@ class Ruleset:
         self.anchor_index = TermIndex(anchor_map)
         self.term_index = TermIndex(terms)
         self.cue_index = TermIndex(CUE_TERMS)
-        self.all_terms: frozenset[str] = frozenset(terms) | CUE_TERMS
+        self.all_terms: frozenset[str] = frozenset(terms) | CUE_TERMS | self.keep_whole
+        # What a claim is about (its agents and targets): a debunk document that names them
+        # away from the claim is discussing the claim.
+        self.subject_terms: frozenset[str] = frozenset(
+            normalise_term(t)
+            for kind, _, _, words in self.vocabulary.values()
+            if kind in ("agent", "target")
+            for t in words
+        )
+        # Appeals to unnamed research: a rule's `not` term inside one does not switch it off.
+        appeal = self.vocabulary.get("marker.fake_research")
+        self.research_appeals: frozenset[str] = frozenset(
+            normalise_term(t) for t in (appeal[3] if appeal else ())
+        )
         self.document_index = TermIndex(DOCUMENT_CUES)
+        self.local_debunk_index = TermIndex(LOCAL_DEBUNK)
         domain_terms: dict[str, list[str]] = {}
         for domain, words in self.domain_keywords.items():
             for word in words:
@@ -181,7 +206,9 @@ class Ruleset:
             digest.update(b"\0-" + rid.encode("utf-8"))
         keep = [r for r in self.rules if r.id not in set(dropped)]
         version = "sha256:" + digest.hexdigest()[:16]
-        return Ruleset(keep, version, self.domain_keywords, self.files)
+        return Ruleset(
+            keep, version, self.domain_keywords, self.files, self.keep_whole, self.vocabulary
+        )
 
 
 def _str(value: object, file: str, rid: str | None, name: str, *, empty: bool = False) -> str:
@@ -385,7 +412,15 @@ def load_ruleset(directory: str | Path | None = None) -> Ruleset:
     lexicon: dict[str, list[str]] = {}
     domain_keywords: dict[str, tuple[str, ...]] = {}
     for name, doc in parsed:
-        unknown = set(doc) - {"pack", "description", "lexicon", "domain_keywords", "rule"}
+        unknown = set(doc) - {
+            "pack",
+            "description",
+            "lexicon",
+            "domain_keywords",
+            "rule",
+            "vocabulary",
+            "segmentation",
+        }
         if unknown:
             raise RulePackError(name, None, sorted(unknown)[0], "unknown top-level key")
         for key, words in doc.get("lexicon", {}).items():
@@ -399,6 +434,17 @@ def load_ruleset(directory: str | Path | None = None) -> Ruleset:
             domain_keywords[domain] = domain_keywords.get(domain, ()) + tuple(
                 normalise_term(w) for w in items
             )
+    vocabulary: dict[str, tuple[str, str, str, tuple[str, ...]]] = {}
+    keep_whole: set[str] = set()
+    for name, doc in parsed:
+        _read_vocabulary(name, doc, lexicon, vocabulary)
+        seg = doc.get("segmentation", {})
+        if not isinstance(seg, dict) or set(seg) - {"keep_whole"}:
+            raise RulePackError(name, None, "segmentation", "only 'keep_whole' is allowed")
+        words = _str_list(
+            seg.get("keep_whole", []), name, None, "segmentation.keep_whole", nonempty=False
+        )
+        keep_whole.update(normalise_term(w) for w in words)
     # Lexicon entries may refer to other entries with "@name" (one level).
     for key, words in list(lexicon.items()):
         flat: list[str] = []
@@ -427,7 +473,56 @@ def load_ruleset(directory: str | Path | None = None) -> Ruleset:
     for source in sorted(Path(__file__).resolve().parent.glob("*.py")):
         digest.update(b"engine/" + source.name.encode("utf-8") + b"\0" + source.read_bytes())
     version = "sha256:" + digest.hexdigest()[:16]
-    return Ruleset(rules, version, domain_keywords, tuple(n for n, _ in parsed))
+    return Ruleset(
+        rules,
+        version,
+        domain_keywords,
+        tuple(n for n, _ in parsed),
+        frozenset(keep_whole),
+        vocabulary,
+    )
+
+
+def _read_vocabulary(
+    file: str,
+    doc: Mapping[str, Any],
+    lexicon: dict[str, list[str]],
+    vocabulary: dict[str, tuple[str, str, str, tuple[str, ...]]],
+) -> None:
+    """Turn `[vocabulary.<kind>.<name>]` tables into lexicon entries a pattern can name:
+    `@<kind>.<name>` (one class), `@<kind>` (every class of the kind) and, for agents,
+    `@agent:backed` / `@agent:not_backed` (by evidence status)."""
+    tables = doc.get("vocabulary", {})
+    if not isinstance(tables, dict):
+        raise RulePackError(file, None, "vocabulary", "must be a table")
+    for kind, classes in tables.items():
+        if kind not in VOCABULARY_KINDS or not isinstance(classes, dict):
+            raise RulePackError(
+                file, None, f"vocabulary.{kind}", f"kind must be one of {sorted(VOCABULARY_KINDS)}"
+            )
+        for cname, entry in classes.items():
+            key = f"{kind}.{cname}"
+            where = f"vocabulary.{key}"
+            if not isinstance(entry, dict) or set(entry) - VOCABULARY_KEYS:
+                raise RulePackError(
+                    file, None, where, f"a class is a table of {sorted(VOCABULARY_KEYS)}"
+                )
+            if key in lexicon or key in vocabulary:
+                raise RulePackError(file, None, where, "defined twice")
+            terms = _str_list(entry.get("terms"), file, None, where + ".terms", nonempty=True)
+            category = _str(entry.get("category", kind), file, None, where + ".category")
+            evidence = entry.get("evidence", "")
+            if kind == "agent" and evidence not in EVIDENCE:
+                raise RulePackError(
+                    file, None, where + ".evidence", f"an agent needs one of {sorted(EVIDENCE)}"
+                )
+            if kind != "agent" and evidence:
+                raise RulePackError(file, None, where + ".evidence", "only agents have one")
+            vocabulary[key] = (kind, category, str(evidence), tuple(terms))
+            lexicon[key] = list(terms)
+            for union in (kind, f"{kind}:{evidence}" if evidence else None):
+                if union is not None:
+                    lexicon.setdefault(union, []).extend(terms)
 
 
 @lru_cache(maxsize=1)

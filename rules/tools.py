@@ -122,6 +122,83 @@ def evaluate(
     }
 
 
+ARTICLE_MIN_CHARS = 1500
+
+
+def _flagged(text: str, ruleset: Ruleset, th: Thresholds, segmenter: str) -> bool:
+    return screen(
+        segments_from_text(text), ruleset, thresholds=th, segmenter=segmenter
+    ).routes_to_experts(th)
+
+
+def embed_claim(article: str, claim: str) -> str:
+    """The article with the claim as its own paragraph between the two middle paragraphs
+    (after the middle line of a one-line article's sentences when it has no line breaks)."""
+    lines = [ln for ln in article.splitlines() if ln.strip()]
+    if len(lines) < 2:
+        sentences = re.findall(r"[^。！？!?]*[。！？!?]*", article)
+        lines = [s for s in sentences if s]
+    mid = len(lines) // 2
+    return "\n".join([*lines[:mid], claim.replace("\n", " "), *lines[mid:]])
+
+
+def evaluate_in_articles(
+    records: Iterable[Mapping[str, str]],
+    ruleset: Ruleset,
+    *,
+    min_chars: int = ARTICLE_MIN_CHARS,
+    thresholds: Thresholds | None = None,
+    segmenter: str = "auto",
+) -> dict[str, object]:
+    """Claims inside long articles: each pseudo text of the set is put, as a paragraph of its
+    own, between the two middle paragraphs of a long genuine article of the same set (the
+    articles taken in turn). Reports how often the article is flagged with the claim and
+    without it, and how often the claim is flagged on its own, overall and per claim subset.
+    The texts are read at run time; nothing is kept."""
+    th = thresholds or Thresholds()
+    rows = list(records)
+    claims = [r for r in rows if r.get("label") == "pseudo" and isinstance(r.get("text"), str)]
+    articles = [
+        r["text"]
+        for r in rows
+        if r.get("label") == "genuine" and len(str(r.get("text") or "")) >= min_chars
+    ]
+    if not claims or not articles:
+        return {"claims": len(claims), "articles": len(articles)}
+    alone = [_flagged(a, ruleset, th, segmenter) for a in articles]
+    per: dict[str, list[int]] = {}
+    total = [0, 0, 0, 0]  # n, flagged with, claim flagged alone, flagged with | alone
+    for i, record in enumerate(claims):
+        claim = record["text"]
+        with_claim = _flagged(
+            embed_claim(articles[i % len(articles)], claim), ruleset, th, segmenter
+        )
+        by_itself = _flagged(claim, ruleset, th, segmenter)
+        for cell in (total, per.setdefault(str(record.get("subset") or "-"), [0, 0, 0, 0])):
+            cell[0] += 1
+            cell[1] += int(with_claim)
+            cell[2] += int(by_itself)
+            cell[3] += int(with_claim and by_itself)
+
+    def row(cell: list[int]) -> dict[str, float | int]:
+        n, with_claim, by_itself, both = cell
+        return {
+            "n": n,
+            "flagged_with_claim": with_claim,
+            "rate_with_claim": round(with_claim / n, 4) if n else 0.0,
+            "claim_alone_flagged": by_itself,
+            "kept_in_article": round(both / by_itself, 4) if by_itself else 0.0,
+        }
+
+    return {
+        "articles": len(articles),
+        "min_chars": min_chars,
+        "articles_flagged_alone": _rate(len(articles), sum(alone)),
+        "claims": row(total),
+        "by_subset": {name: row(cell) for name, cell in sorted(per.items())},
+    }
+
+
 def format_scan(report: Report, segments: Sequence[Segment], *, context_chars: int = 30) -> str:
     """Render a report for people: each finding with its span in 【】, rule, context, reason."""
     lines = [

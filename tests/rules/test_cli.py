@@ -74,8 +74,51 @@ def test_eval_json_shape_and_exit_zero(tmp_path: Path) -> None:
     assert result["by_label"]["refutation"]["flagged"] == 0
     assert result["by_subset"]["b"]["refutation"]["n"] == 1
     assert result["precision"] == 1.0 and result["recall"] == 1.0
-    text = run_kepu("rules", "eval", str(path), env=_env(tmp_path)).stdout
+    text = run_kepu("rules", "eval", str(path), "--misses", env=_env(tmp_path)).stdout
     assert "precision=1.000" in text and "misses (pseudo not flagged): 0" in text
+
+
+def test_eval_reports_each_file_and_lists_texts_only_when_asked(tmp_path: Path) -> None:
+    study = tmp_path / "study.jsonl"
+    check = tmp_path / "check.jsonl"
+    study.write_text(
+        json.dumps({"text": "多喝热水能包治百病。", "label": "pseudo", "subset": "s"}),
+        encoding="utf-8",
+    )
+    check.write_text(
+        json.dumps(
+            {"text": "今天天气晴朗。", "label": "pseudo", "subset": "c"}, ensure_ascii=False
+        ),
+        encoding="utf-8",
+    )
+    proc = run_kepu("rules", "eval", str(study), str(check), "--json", env=_env(tmp_path))
+    result = json.loads(proc.stdout)["files"]
+    assert result[str(study)]["by_label"]["pseudo"]["rate"] == 1.0
+    assert result[str(check)]["by_label"]["pseudo"]["rate"] == 0.0
+    assert set(result[str(check)]["by_subset"]) == {"c"}
+    text = run_kepu("rules", "eval", str(study), str(check), env=_env(tmp_path)).stdout
+    assert f"== {study}" in text and f"== {check}" in text
+    assert "今天天气晴朗" not in text and "misses" not in text
+
+
+def test_eval_in_articles_reports_with_and_without_the_claim(tmp_path: Path) -> None:
+    article = "\n".join(["睡眠对健康很重要，成年人每晚宜睡七到八小时。" * 10] * 10)
+    rows = [
+        {"text": article, "label": "genuine", "subset": "a"},
+        {"text": "糖尿病患者可以停用胰岛素，改喝苦瓜汁。", "label": "pseudo", "subset": "c"},
+        {"text": "今天天气晴朗。", "label": "pseudo", "subset": "c"},
+    ]
+    path = tmp_path / "set.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    proc = run_kepu("rules", "eval", str(path), "--json", "--in-articles", env=_env(tmp_path))
+    found = json.loads(proc.stdout)["in_articles"]
+    assert found["articles"] == 1
+    assert found["articles_flagged_alone"] == {"n": 1, "flagged": 0, "rate": 0.0}
+    assert found["claims"]["n"] == 2 and found["claims"]["flagged_with_claim"] == 1
+    assert found["claims"]["claim_alone_flagged"] == 1
+    assert found["claims"]["kept_in_article"] == 1.0
+    text = run_kepu("rules", "eval", str(path), "--in-articles", env=_env(tmp_path)).stdout
+    assert "articles alone flagged 0/1" in text and "with claim 1/2" in text
 
 
 def test_eval_names_a_broken_line(tmp_path: Path) -> None:

@@ -226,7 +226,13 @@ def test_pure_python_term_index_gives_identical_reports(
     from rules.ruleset import Ruleset as RulesetClass
 
     monkeypatch.setattr(rules.matcher, "has_automaton", lambda: False)
-    fallback = RulesetClass(ruleset.rules, ruleset.version, ruleset.domain_keywords)
+    fallback = RulesetClass(
+        ruleset.rules,
+        ruleset.version,
+        ruleset.domain_keywords,
+        keep_whole=ruleset.keep_whole,
+        vocabulary=ruleset.vocabulary,
+    )
     assert fallback.term_index.backend == "python"
     texts = [t for r in ruleset.rules for t in r.must_flag + r.must_pass] + SAMPLES
     for text in texts:

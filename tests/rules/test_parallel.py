@@ -61,3 +61,19 @@ def test_small_texts_stay_in_one_process() -> None:
     ruleset = rules.load_default_ruleset()
     segments = [rules.Segment("body", PARAGRAPHS[1])]
     assert rules.screen(segments, ruleset, jobs=4) == rules.screen(segments, ruleset)
+
+
+def test_parallel_report_equals_serial_in_a_long_debunk_document() -> None:
+    """The debunk context of a long document is scoped to the claims it governs (a cue near
+    the claim, or the claim's subject named in the scanned prefix): the forked processes
+    must decide it exactly as one process does, also far beyond the prefix."""
+    ruleset = rules.load_default_ruleset()
+    segments = [rules.Segment("title", "辟谣：这些健康说法不靠谱")] + _big(False)[1:]
+    # A claim whose subject the document does not discuss (the paragraphs above speak of
+    # 糖尿病 and 高血压, so those claims count as discussed).
+    segments.append(rules.Segment("body", "得了肺癌别做化疗，天天喝灵芝孢子粉就行。"))
+    serial = rules.screen(segments, ruleset)
+    assert serial.document_context == "debunk_document"
+    assert rules.screen(segments, ruleset, jobs=3) == serial
+    assert any(f.rule_id == "claim.stop-treatment" for f in serial.findings)
+    assert any(f.context == "debunk_document" for f in serial.suppressed)

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import json
 
-from rules import evaluate, format_scan, run_examples, screen, segments_from_text
+from rules import (
+    evaluate,
+    evaluate_in_articles,
+    format_scan,
+    run_examples,
+    screen,
+    segments_from_text,
+)
 from rules.ruleset import Ruleset
+from rules.tools import embed_claim
 
 
 def test_segments_from_text_keeps_original_lines() -> None:
@@ -56,3 +64,21 @@ def test_evaluate_shape(ruleset: Ruleset) -> None:
     assert result["precision"] == 1.0 and result["recall"] == 1.0 and result["f1"] == 1.0
     assert result["misses"] == [] and result["false_alarms"] == []
     json.dumps(result, ensure_ascii=False)
+
+
+def test_embed_claim_puts_the_claim_between_the_middle_paragraphs() -> None:
+    assert embed_claim("一\n二\n三\n四", "主张") == "一\n二\n主张\n三\n四"
+    assert embed_claim("甲句。乙句。", "主张") == "甲句。\n主张\n乙句。"
+
+
+def test_evaluate_in_articles_counts_claims_per_subset(ruleset: Ruleset) -> None:
+    article = "\n".join(["规律作息、均衡饮食和适量运动有益健康。" * 10] * 8)
+    records = [
+        {"text": article, "label": "genuine", "subset": "g"},
+        {"text": "短文。", "label": "genuine", "subset": "g"},
+        {"text": "糖尿病患者可以停用胰岛素，改喝苦瓜汁。", "label": "pseudo", "subset": "x"},
+    ]
+    result = evaluate_in_articles(records, ruleset)
+    assert result["articles"] == 1
+    assert result["by_subset"]["x"]["flagged_with_claim"] == 1  # type: ignore[index]
+    assert evaluate_in_articles(records[1:], ruleset) == {"claims": 1, "articles": 0}
