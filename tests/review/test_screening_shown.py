@@ -82,9 +82,10 @@ def test_a_hidden_claim_is_flagged_at_its_stored_offsets(app: Any, factory: Any,
     detail = client.get(f"/api/v1/items/{item_id}", headers=ed).json
     assert detail["state"] == "in_review"
     findings = detail["screening"]["findings"]
+    stored = detail["body"]  # the canonical form of what was sent (CRLF is stored as LF)
     for f in findings:  # offsets and text are the stored characters
         assert f["segment"] == "body"
-        assert body[f["start"] : f["end"]] == f["text"]
+        assert stored[f["start"] : f["end"]] == f["text"]
     assert any("根治癌症" in _as_read(f["text"]) for f in findings), findings
 
 
