@@ -5,8 +5,9 @@ from __future__ import annotations
 import multiprocessing
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from .context import (
@@ -407,10 +408,10 @@ def _context(
     rule: Rule,
     spans: list[tuple[int, int]],
     next_sentence: str,
-    debunk_doc: bool,
+    covered: Callable[[], bool],
 ) -> str | None:
-    """The context of a hit; `debunk_doc` is True when the whole document's debunk context
-    applies to it (a short debunk document)."""
+    """The context of a hit; `covered()` tells (asked only when nothing in the sentence
+    refutes the claim) whether the document's debunk context applies to it."""
     lo = min(a for a, _ in spans)
     hi = max(b for _, b in spans)
     # A cue that overlaps any occurrence of the rule's own terms is part of the claim
@@ -426,7 +427,7 @@ def _context(
         return "refutation"
     if _NEXT_REBUTTAL_RE.search(next_sentence, 0, NEXT_WINDOW):
         return "refutation"
-    if debunk_doc:
+    if covered():
         return "debunk_document"
     ignore = rule.ignore_contexts
     if "negation" not in ignore:
@@ -721,17 +722,56 @@ class _Debunk:
         return False
 
 
-def _locally_debunked(
-    ruleset: Ruleset, text: str, lo: int, hi: int, previous: str, following: str
+def _covered(
+    debunk: _Debunk | None,
+    local: _LocalCues,
+    ruleset: Ruleset,
+    si: int,
+    text: str,
+    offset: int,
+    view: _SentenceView,
+    rule: Rule,
+    spans: list[tuple[int, int]],
 ) -> bool:
-    """True when a debunk cue stands near a claim at text[lo:hi]: in its paragraph within
-    LOCAL_DEBUNK_CHARS, at the end of the paragraph before or the start of the next."""
-    near = (
-        previous[-LOCAL_DEBUNK_CHARS:],
-        text[max(0, lo - LOCAL_DEBUNK_CHARS) : hi + LOCAL_DEBUNK_CHARS],
-        following[:LOCAL_DEBUNK_CHARS],
-    )
-    return any(ruleset.local_debunk_index.present(part) for part in near if part)
+    """Whether the document's debunk context applies to a claim found in the sentence at
+    `offset` of segment `si`: always in a short debunk document and for low-severity hits;
+    in a long one when a debunk cue stands near it or the document discusses its subject."""
+    if debunk is None:
+        return False
+    if debunk.whole or rule.severity == "low":
+        return True
+    a = offset + min(x for x, _ in spans)
+    b = offset + max(y for _, y in spans)
+    if local.near(a, b):
+        return True
+    words = [t for x, y in spans if (t := view.text[x:y]) in rule.all_terms]
+    words.extend(t for t in view.occ if t in ruleset.subject_terms)
+    return debunk.discusses(si, text, a, b, words)
+
+
+class _LocalCues:
+    """Where the debunk cues of one segment stand, and whether the paragraphs before and
+    after end or start with one — each found once per segment, on demand."""
+
+    def __init__(self, ruleset: Ruleset, text: str, previous: str, following: str) -> None:
+        self._index = ruleset.local_debunk_index
+        self._text = text
+        self._around = (previous[-LOCAL_DEBUNK_CHARS:], following[:LOCAL_DEBUNK_CHARS])
+        self._starts: list[int] | None = None
+        self._neighbours: bool | None = None
+
+    def near(self, lo: int, hi: int) -> bool:
+        """True when a debunk cue stands near a claim at text[lo:hi]: in its paragraph
+        within LOCAL_DEBUNK_CHARS, at the end of the paragraph before or the start of the
+        next."""
+        if self._neighbours is None:
+            self._neighbours = any(self._index.find(part) for part in self._around if part)
+        if self._neighbours:
+            return True
+        if self._starts is None:
+            self._starts = sorted(a for a, _, _ in self._index.find(self._text))
+        i = bisect_left(self._starts, max(0, lo - LOCAL_DEBUNK_CHARS))
+        return i < len(self._starts) and self._starts[i] < hi + LOCAL_DEBUNK_CHARS
 
 
 def _screen_segment(
@@ -756,6 +796,7 @@ def _screen_segment(
         candidates.setdefault(bisect_right(starts, a) - 1, set()).update(anchor_rules[term])
     rules = ruleset.rules
     hits: list[_Hit] = []
+    local = _LocalCues(ruleset, text, previous, following)
     for idx in sorted(candidates):
         sent = sentences[idx]
         sentence = text[sent[0] : sent[1]]
@@ -778,24 +819,13 @@ def _screen_segment(
             spans = match_rule(view, rule)
             if spans is None:
                 continue
-            ctx = _context(view, rule, spans, next_text, debunk is not None and debunk.whole)
             lo = min(a for a, _ in spans)
             hi = max(b for _, b in spans)
-            if debunk is not None and ctx not in _CANCELLING:
-                a, b = sent[0] + lo, sent[0] + hi
-                if (
-                    rule.severity == "low"
-                    or _locally_debunked(ruleset, text, a, b, previous, following)
-                    or debunk.discusses(
-                        si,
-                        text,
-                        a,
-                        b,
-                        [t for x, y in spans if (t := sentence[x:y]) in rule.all_terms]
-                        + [t for t in view.occ if t in ruleset.subject_terms],
-                    )
-                ):
-                    ctx = "debunk_document"
+
+            covered = partial(
+                _covered, debunk, local, ruleset, si, text, sent[0], view, rule, spans
+            )
+            ctx = _context(view, rule, spans, next_text, covered)
             hits.append(_Hit(rule, si, sent[0] + lo, sent[0] + hi, ctx))
     return hits
 
