@@ -45,6 +45,9 @@ DOMAIN_SCAN_CHARS = 200_000
 # LOCAL_DEBUNK_CHARS of it (its paragraph, the end of the one before, the start of the next).
 SHORT_DOCUMENT_CHARS = 600
 LOCAL_DEBUNK_CHARS = 150
+# In a longer document a named source (通报、记者…) vouches only for what stands within this
+# many characters of it; a short text's source vouches for all of it.
+LOCAL_SOURCE_CHARS = 300
 
 _SENTENCE = re.compile(r"[^。!?;…\n]*(?:[。!?;…\n]+|$)")
 _CLAUSE_BREAK = re.compile(r"[,、:]")
@@ -513,9 +516,15 @@ def screen(
         if hit.rule.id in rebutted and hit.context not in _CANCELLING:
             hit.context = "refutation"
         elif hit.context not in _CANCELLING and hit.rule.exclude_document:
-            if sources is None:
-                sources = _sources(ruleset, [n.text for n in norms.values()])
-            if not sources.isdisjoint(hit.rule.exclude_document):
+            if total_chars > SHORT_DOCUMENT_CHARS:
+                # In a long text a source named paragraphs away vouches for its own news, not
+                # for a claim put in between: only a source near the claim counts.
+                found = _sources(ruleset, _around_hit(raw, hit))
+            else:
+                if sources is None:
+                    sources = _sources(ruleset, [n.text for n in norms.values()])
+                found = sources
+            if not found.isdisjoint(hit.rule.exclude_document):
                 hit.context = "sourced"
     counted: list[Finding] = []
     suppressed: list[Finding] = []
@@ -579,6 +588,18 @@ def _document_norms(raw: Sequence[str], kinds: Sequence[str]) -> dict[int, Norma
     for i in sorted(extra - set(norms)):
         norms[i] = normalise(raw[i])
     return norms
+
+
+def _around_hit(raw: Sequence[str], hit: _Hit) -> list[str]:
+    """The normalised text within LOCAL_SOURCE_CHARS of a hit: its segment around it, the end
+    of the segment before and the start of the one after."""
+    text = raw[hit.segment]
+    parts = [text[max(0, hit.start - LOCAL_SOURCE_CHARS) : hit.end + LOCAL_SOURCE_CHARS]]
+    if hit.segment > 0 and hit.start < LOCAL_SOURCE_CHARS:
+        parts.append(raw[hit.segment - 1][-LOCAL_SOURCE_CHARS:])
+    if hit.segment + 1 < len(raw) and len(text) - hit.end < LOCAL_SOURCE_CHARS:
+        parts.append(raw[hit.segment + 1][:LOCAL_SOURCE_CHARS])
+    return [n.text for n in normalise_many(parts)]
 
 
 def _sources(ruleset: Ruleset, texts: Sequence[str]) -> frozenset[str]:
@@ -738,7 +759,7 @@ def _covered(
     in a long one when a debunk cue stands near it or the document discusses its subject."""
     if debunk is None:
         return False
-    if debunk.whole or rule.severity == "low":
+    if debunk.whole:
         return True
     a = offset + min(x for x, _ in spans)
     b = offset + max(y for _, y in spans)

@@ -25,6 +25,8 @@ def _big(with_source: bool) -> list[rules.Segment]:
     i = 0
     while size < PARALLEL_MIN_CHARS * 1.2:
         text = PARAGRAPHS[i % len(PARAGRAPHS)] * 3
+        if with_source and i % len(PARAGRAPHS) == 2:  # a source beside the event it reports
+            text += "（记者从市卫健委获悉）"
         segments.append(rules.Segment("body", text))
         size += len(text)
         i += 1
@@ -32,7 +34,7 @@ def _big(with_source: bool) -> list[rules.Segment]:
     # only that claim counts as discussed.
     segments.append(rules.Segment("body", PARAGRAPHS[0]))
     segments.append(rules.Segment("body", "网传喝醋能软化血管，这是谣言，没有科学依据。"))
-    if with_source:  # the last paragraph names a source: every event hit becomes "sourced"
+    if with_source:  # a source far from every claim vouches for none of them (long text)
         segments.append(rules.Segment("body", "（记者从市卫健委获悉）"))
     # A second title far down the text (the document-level checks read every title).
     segments.append(rules.Segment("title", "附：读者来信"))
