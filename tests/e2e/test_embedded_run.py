@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PSEUDO_BODY, PSEUDO_TITLE, run_kepu, wait_until
-from tests.e2e.conftest import Http, kepu_run
+from tests.e2e.conftest import Http, descendants, kepu_run, survivors
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -78,40 +78,6 @@ def test_seed_demo_is_idempotent(live: tuple[str, dict[str, str], Path]) -> None
     assert "链完整" in run_kepu("audit", "verify", env=env).stdout
 
 
-def _processes() -> dict[int, tuple[int, str]]:
-    """Every live (not zombie) process: pid -> (parent pid, command line)."""
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if state != "Z":
-            out[int(entry.name)] = (int(ppid), cmdline)
-    return out
-
-
-def _descendants(pid: int) -> dict[int, str]:
-    """The live processes below ``pid``, with their command lines."""
-    procs = _processes()
-    found: dict[int, str] = {}
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        for child, (ppid, cmdline) in procs.items():
-            if ppid == parent and child not in found:
-                found[child] = cmdline
-                todo.append(child)
-    return found
-
-
-def _survivors(pids: set[int]) -> set[int]:
-    return pids & set(_processes())
-
-
 def _started(log: Path, name: str) -> int:
     found = re.findall(rf"started {name} \(pid (\d+)\)", log.read_text(errors="replace"))
     return int(found[-1]) if found else 0
@@ -149,12 +115,12 @@ def test_a_killed_worker_is_restarted_and_its_lost_screening_comes_back(tmp_path
             ),
             timeout=150,
         )
-        children = _descendants(run_pid)
+        children = descendants(run_pid)
         schedulers = [c for c in children.values() if " beat " in c]
         assert len(schedulers) == 1, children
 
         os.kill(run_pid, signal.SIGKILL)
-        wait_until(lambda: not _survivors(set(children)), timeout=30)
+        wait_until(lambda: not survivors(set(children)), timeout=30)
 
 
 @pytest.mark.timeout(240)
@@ -164,7 +130,7 @@ def test_stopping_kepu_run_stops_every_child(tmp_path: Path) -> None:
     with kepu_run(tmp_path) as (_base, _env, log):
         run_pid = int((tmp_path / "run.pid").read_text())
         wait_until(lambda: _started(log, "scheduler") and _started(log, "media worker"), 60)
-        wait_until(lambda: len(_descendants(run_pid)) >= 4, 60)  # 3 children and a pool
-        children = _descendants(run_pid)
+        wait_until(lambda: len(descendants(run_pid)) >= 4, 60)  # 3 children and a pool
+        children = descendants(run_pid)
         os.kill(run_pid, signal.SIGTERM)
-        wait_until(lambda: not _survivors({run_pid, *children}), timeout=60)
+        wait_until(lambda: not survivors({run_pid, *children}), timeout=60)
