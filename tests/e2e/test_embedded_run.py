@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import re
-import signal
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import PSEUDO_BODY, PSEUDO_TITLE, run_kepu, wait_until
-from tests.e2e.conftest import Http, descendants, kepu_run, survivors
+from tests.e2e.conftest import Http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -78,7 +75,19 @@ def test_seed_demo_is_idempotent(live: tuple[str, dict[str, str], Path]) -> None
     assert "链完整" in run_kepu("audit", "verify", env=env).stdout
 
 
+# --- `kepu run` supervises its children (issue #14 item 14) -----------------------------------
+# (helpers and imports local to this part, so it reads on its own)
+
+
+def _editor_token(env: dict[str, str]) -> str:
+    args = ("users", "create", "ed", "--role", "editor", "--unit", "威海日报社")
+    out = run_kepu(*args, "--password", "correct-horse-1", "--token", env=env)
+    return out.stdout.strip().splitlines()[-1]
+
+
 def _started(log: Path, name: str) -> int:
+    import re
+
     found = re.findall(rf"started {name} \(pid (\d+)\)", log.read_text(errors="replace"))
     return int(found[-1]) if found else 0
 
@@ -88,11 +97,17 @@ def test_a_killed_worker_is_restarted_and_its_lost_screening_comes_back(tmp_path
     """kill -9 of the screening worker in the middle of a screening: `kepu run` restarts it
     with a warning, the reconciler re-queues the lost screening within about a minute, and
     one scheduler runs throughout. Then kill -9 of `kepu run` itself leaves no child behind."""
+    import os
+    import signal
+
+    from tests.conftest import PSEUDO_BODY, PSEUDO_TITLE, wait_until
+    from tests.e2e.conftest import descendants, kepu_run, survivors
+
     faults = {"KEPU_FAULT_INJECTION": "screening", "KEPU_SECURE_COOKIES": "false"}
     with kepu_run(tmp_path, faults) as (base, env, log):
         run_pid = int((tmp_path / "run.pid").read_text())
         wait_until(lambda: _started(log, "scheduler") and _started(log, "screening worker"), 60)
-        editor = Http(base, _token(env, "ed", "--role", "editor", "--unit", "威海日报社"))
+        editor = Http(base, _editor_token(env))
         status, body = editor.call(
             "POST",
             "/api/v1/items",
@@ -127,6 +142,12 @@ def test_a_killed_worker_is_restarted_and_its_lost_screening_comes_back(tmp_path
 def test_stopping_kepu_run_stops_every_child(tmp_path: Path) -> None:
     """SIGTERM (a service manager, Ctrl+C alike): workers, their pools and the scheduler all
     end; none is left to send relay-outbox on its own."""
+    import os
+    import signal
+
+    from tests.conftest import wait_until
+    from tests.e2e.conftest import descendants, kepu_run, survivors
+
     with kepu_run(tmp_path) as (_base, _env, log):
         run_pid = int((tmp_path / "run.pid").read_text())
         wait_until(lambda: _started(log, "scheduler") and _started(log, "media worker"), 60)
