@@ -127,6 +127,40 @@ class Http:
             return err.code, json.loads(err.read() or b"null")
 
 
+def processes() -> dict[int, tuple[int, str]]:
+    """Every live (not zombie) process: pid -> (parent pid, command line)."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if state != "Z":
+            out[int(entry.name)] = (int(ppid), cmdline)
+    return out
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """The live processes below ``pid``, with their command lines."""
+    procs = processes()
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, cmdline) in procs.items():
+            if ppid == parent and child not in found:
+                found[child] = cmdline
+                todo.append(child)
+    return found
+
+
+def survivors(pids: set[int]) -> set[int]:
+    return pids & set(processes())
+
+
 @contextlib.contextmanager
 def kepu_run(
     folder: Path, extra_env: dict[str, str] | None = None
@@ -162,12 +196,14 @@ def kepu_run(
         wait_until(up, timeout=60)
         yield base, env, log
     finally:
-        proc.terminate()  # kepu run stops its own worker on SIGTERM
+        children = set(descendants(proc.pid))
+        proc.terminate()  # kepu run stops its workers and scheduler on SIGTERM
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
         _reap_group(proc.pid)
+        _reap_children(children)
 
 
 @pytest.fixture
@@ -236,6 +272,21 @@ def shot(page: Any, name: str, *, full_page: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+def _reap_children(pids: set[int]) -> None:
+    """Fail loudly if a child of `kepu run` (each in its own process group) outlived it."""
+    import signal as _signal
+    import time as _time
+
+    deadline = _time.monotonic() + 30
+    while survivors(pids) and _time.monotonic() < deadline:
+        _time.sleep(0.5)
+    left = survivors(pids)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, _signal.SIGKILL)
+    assert not left, f"kepu run left children running: {sorted(left)}"
 
 
 def _reap_group(pgid: int) -> None:

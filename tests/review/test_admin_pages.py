@@ -45,7 +45,7 @@ def _form(**overrides: str) -> dict[str, str]:
         "accept_within": "48",
         "decide_within": "120",
         "screening_max_attempts": "3",
-        "stuck_after": "10",
+        "stuck_after": "1",
     }
     form.update(overrides)
     return form

@@ -332,3 +332,20 @@ def test_offline_verify_names_the_events_no_checkpoint_covers(app: Any, tmp_path
     later = _export(app, tmp_path, "later")
     result = ledger.verify_bundle(later)
     assert result.ok and "seq 3–5" in result.messages[-1], result.messages
+
+
+@pytest.mark.parametrize(
+    ("count", "at_head", "head_seq", "ok", "first_bad"),
+    [
+        (8, "h7", 7, True, None),  # the chain ends at the head
+        (9, "h7", 7, True, None),  # one event appended after the head was read: no alarm
+        (6, None, 7, False, 6),  # the newest two deleted
+        (8, "forged", 7, False, 7),  # the newest replaced by another with a recomputed hash
+        (0, None, -1, True, None),  # an empty ledger
+    ],
+)
+def test_check_head(
+    count: int, at_head: str | None, head_seq: int, ok: bool, first_bad: int | None
+) -> None:
+    result = ledger.check_head(count, at_head, head_seq, "h7" if head_seq >= 0 else "0" * 64)
+    assert (result.ok, result.first_bad_seq) == (ok, first_bad), result.messages
