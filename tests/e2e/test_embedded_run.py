@@ -2,62 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import PSEUDO_BODY, PSEUDO_TITLE, run_kepu, wait_until
-from tests.e2e.conftest import Http
+from tests.e2e.conftest import (
+    Http,
+    cli_token,
+    descendants,
+    kepu_run,
+    survivors,
+    walk_item_to_publication,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-
-
-def _token(env: dict[str, str], *args: str) -> str:
-    return (
-        run_kepu("users", "create", *args, "--password", "correct-horse-1", "--token", env=env)
-        .stdout.strip()
-        .splitlines()[-1]
-    )
 
 
 def test_whole_path_on_embedded_defaults(live: tuple[str, dict[str, str], Path]) -> None:
     base, env, log = live
     assert "sqlite" in log.read_text() and "sqla+sqlite" in log.read_text()
-    editor = Http(base, _token(env, "ed", "--role", "editor", "--unit", "威海日报社"))
-    experts = [
-        Http(
-            base,
-            _token(env, name, "--role", "expert", "--unit", unit, "--domain", "医学健康", *extra),
-        )
-        for name, unit, extra in (("ex", "某大学", ()), ("ex2", "某医院", ("--senior",)))
-    ]
-
-    status, body = editor.call(
-        "POST", "/api/v1/items", {"title": PSEUDO_TITLE, "body": PSEUDO_BODY, "submit": True}
-    )
-    assert status == 201, body
-    item_id = body["id"]
-    wait_until(
-        lambda: editor.call("GET", f"/api/v1/items/{item_id}")[1]["state"] == "in_review",
-        timeout=90,
-    )
-
-    for number, expert in enumerate(experts, 1):
-        status, offers = expert.call("GET", "/api/v1/assignments")
-        assert status == 200 and len(offers) == 1
-        aid = offers[0]["id"]
-        assert expert.call("POST", f"/api/v1/assignments/{aid}/accept")[0] == 200
-        status, body = expert.call(
-            "POST",
-            f"/api/v1/assignments/{aid}/decision",
-            {"decision": "approve", "password": "correct-horse-1"},
-        )
-        assert status == 200, body
-        assert body["item_state"] == ("approved" if number == 2 else "in_review"), body
-    status, body = editor.call("POST", f"/api/v1/items/{item_id}/publish")
-    assert status == 200 and body["receipt"]["item_id"] == item_id
-
-    assert "链完整" in run_kepu("audit", "verify", env=env).stdout
+    walk_item_to_publication(base, env)
 
 
 def test_seed_demo_is_idempotent(live: tuple[str, dict[str, str], Path]) -> None:
@@ -76,18 +44,9 @@ def test_seed_demo_is_idempotent(live: tuple[str, dict[str, str], Path]) -> None
 
 
 # --- `kepu run` supervises its children (issue #14 item 14) -----------------------------------
-# (helpers and imports local to this part, so it reads on its own)
-
-
-def _editor_token(env: dict[str, str]) -> str:
-    args = ("users", "create", "ed", "--role", "editor", "--unit", "威海日报社")
-    out = run_kepu(*args, "--password", "correct-horse-1", "--token", env=env)
-    return out.stdout.strip().splitlines()[-1]
 
 
 def _started(log: Path, name: str) -> int:
-    import re
-
     found = re.findall(rf"started {name} \(pid (\d+)\)", log.read_text(errors="replace"))
     return int(found[-1]) if found else 0
 
@@ -97,17 +56,12 @@ def test_a_killed_worker_is_restarted_and_its_lost_screening_comes_back(tmp_path
     """kill -9 of the screening worker in the middle of a screening: `kepu run` restarts it
     with a warning, the reconciler re-queues the lost screening within about a minute, and
     one scheduler runs throughout. Then kill -9 of `kepu run` itself leaves no child behind."""
-    import os
-    import signal
-
-    from tests.conftest import PSEUDO_BODY, PSEUDO_TITLE, wait_until
-    from tests.e2e.conftest import descendants, kepu_run, survivors
 
     faults = {"KEPU_FAULT_INJECTION": "screening", "KEPU_SECURE_COOKIES": "false"}
     with kepu_run(tmp_path, faults) as (base, env, log):
         run_pid = int((tmp_path / "run.pid").read_text())
         wait_until(lambda: _started(log, "scheduler") and _started(log, "screening worker"), 60)
-        editor = Http(base, _editor_token(env))
+        editor = Http(base, cli_token(env, "ed", "--role", "editor", "--unit", "威海日报社"))
         status, body = editor.call(
             "POST",
             "/api/v1/items",
@@ -142,11 +96,6 @@ def test_a_killed_worker_is_restarted_and_its_lost_screening_comes_back(tmp_path
 def test_stopping_kepu_run_stops_every_child(tmp_path: Path) -> None:
     """SIGTERM (a service manager, Ctrl+C alike): workers, their pools and the scheduler all
     end; none is left to send relay-outbox on its own."""
-    import os
-    import signal
-
-    from tests.conftest import wait_until
-    from tests.e2e.conftest import descendants, kepu_run, survivors
 
     with kepu_run(tmp_path) as (_base, _env, log):
         run_pid = int((tmp_path / "run.pid").read_text())
