@@ -58,9 +58,19 @@ RUNS = itertools.count()
 #: Random actors, but most often the one who may act, so that runs get somewhere.
 SOMEONE = st.sampled_from(["owner"] * 4 + list(ACTORS))
 SUBMITTERS = st.sampled_from(["editor_a", "editor_b"] * 2 + list(ACTORS))
-VERDICT = st.sampled_from(["approve", "approve", "request_changes", "reject"])
-#: The verdicts of one round's reviewers (and arbiter): often one for all, sometimes apart.
-VERDICTS = st.one_of(VERDICT.map(lambda v: [v]), st.lists(VERDICT, min_size=3, max_size=3))
+#: The verdicts of one round's reviewers in turn (then of the arbiter): one for all, or apart
+#: (approve with reject goes to a senior arbiter, request changes wins over approve).
+VERDICTS = st.sampled_from(
+    [
+        ["approve"],
+        ["approve"],
+        ["request_changes"],
+        ["reject"],
+        ["approve", "reject", "approve"],
+        ["reject", "approve", "reject"],
+        ["request_changes", "approve"],
+    ]
+)
 
 
 @pytest.fixture
