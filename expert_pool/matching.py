@@ -113,7 +113,11 @@ def refusal_reason(c: Candidate, req: Request) -> str | None:
         return "not_senior"
     if c.load >= c.max_load:
         return "at_capacity"
-    if req.domains and not (req.domains & (c.primary_domains | c.secondary_domains)):
+    if (
+        req.domains
+        and not (req.domains & (c.primary_domains | c.secondary_domains))
+        and c.expert_id not in req.preferred_expert_ids  # a revision goes back to who asked
+    ):
         return "domain_mismatch"
     return None
 

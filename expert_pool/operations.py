@@ -280,6 +280,9 @@ def assign_reviewers(item: Item, *, deadlines: Deadlines, actor: Any = SYSTEM) -
     existing = _round_assignments(item, version.id, round_, kind)
     needed_total = 1 if kind == ARBITRATION else RISK_REVIEWERS.get(risk, 1)
     if kind == REVIEW:
+        # A revision answering a change request goes back to every expert who asked, even
+        # when the rules now rate it lower (or clear it).
+        needed_total = max(needed_total, len(_askers(item, version.id, round_)))
         item.reviewers_needed = needed_total
     active = [a for a in existing if a.state in (*OPEN_STATES, AssignmentState.completed)]
     needed = max(needed_total - len(active), 0)
@@ -294,8 +297,10 @@ def assign_reviewers(item: Item, *, deadlines: Deadlines, actor: Any = SYSTEM) -
         if kind == ARBITRATION
         else {a.expert_id for a in existing}
     )
-    if round_ > 1 or kind == ARBITRATION:  # appeals and arbitration: nobody who decided before
+    if kind == ARBITRATION:  # arbitration: nobody who was involved before
         excluded |= _involved_experts(item, None, None)
+    elif round_ > 1:  # an appeal or re-review round: nobody from the rounds before it
+        excluded |= _earlier_rounds_experts(item, round_)
     pool = candidates()
     request = _request(item, version, risk, excluded=excluded, seniors_only=kind == ARBITRATION)
     selection = select_reviewers(pool, request, needed=needed)
@@ -349,6 +354,39 @@ def assign_reviewers(item: Item, *, deadlines: Deadlines, actor: Any = SYSTEM) -
     return offered
 
 
+def _earlier_rounds_experts(item: Item, round_: int) -> set[int]:
+    """Experts of the rounds before ``round_``: an appeal or re-review round never has them,
+    while a revision inside the round goes back to the round's own experts."""
+    return set(
+        db.session.scalars(
+            select(Assignment.expert_id).where(
+                Assignment.item_id == item.id, Assignment.round < round_
+            )
+        )
+    )
+
+
+def _askers(item: Item, version_id: int, round_: int) -> set[int]:
+    """The experts of this round who asked for changes on the latest earlier version that had
+    such a request (the experts a revision goes back to)."""
+    asked = (
+        select(Assignment.expert_id, Decision.version_id)
+        .join(Decision, Decision.assignment_id == Assignment.id)
+        .where(
+            Assignment.item_id == item.id,
+            Assignment.round == round_,
+            Assignment.kind == REVIEW,
+            Assignment.version_id != version_id,
+            Decision.decision == DecisionKind.request_changes,
+        )
+    )
+    rows = db.session.execute(asked).all()
+    if not rows:
+        return set()
+    latest = max(v for _e, v in rows)
+    return {e for e, v in rows if v == latest}
+
+
 def _involved_experts(item: Item, version_id: int | None, round_: int | None) -> set[int]:
     query = select(Assignment.expert_id).where(Assignment.item_id == item.id)
     if version_id is not None:
@@ -374,8 +412,10 @@ def admin_assign(item: Item, expert: Expert, *, actor: User, deadlines: Deadline
     round_ = current_round(item)
     kind = _stage(item, version.id, round_)
     excluded = {a.expert_id for a in _round_assignments(item, version.id, round_) if a.is_open}
-    if round_ > 1 or kind == ARBITRATION:
+    if kind == ARBITRATION:
         excluded |= _involved_experts(item, None, None)
+    elif round_ > 1:
+        excluded |= _earlier_rounds_experts(item, round_)
     request = _request(
         item, version, risk, excluded=excluded, seniors_only=kind == ARBITRATION, with_domains=False
     )
@@ -444,7 +484,7 @@ def claim_next(user: User, *, deadlines: Deadlines) -> Assignment | None:
         existing = _round_assignments(item, version.id, round_, REVIEW)
         excluded = {a.expert_id for a in existing}
         if round_ > 1:
-            excluded |= _involved_experts(item, None, None)
+            excluded |= _earlier_rounds_experts(item, round_)
         if not ranked([me], _request(item, version, risk, excluded=excluded)):
             continue
         # Lock the row without waiting (PostgreSQL; SQLite already holds its write lock):
@@ -1000,6 +1040,29 @@ def request_rereview(
         item.created_by, "outcome", item=item, title=f"稿件被要求重新审核：{item.title}", body=text
     )
     return offered
+
+
+def request_expert_review(
+    item: Item, *, actor: User, reason: object, deadlines: Deadlines
+) -> list[Assignment]:
+    """The editor asks experts to look at a cleared version before publishing it; it is routed
+    like a flagged one (offers by domain and risk, an admin when nobody is eligible)."""
+    if not item.can_edit(actor):
+        raise Forbidden("只有本单位的媒体编辑可以请专家审核")
+    if item.state is not ItemState.cleared:
+        raise Conflict("只有初筛通过、尚未发布的稿件可以请专家审核", code="illegal_transition")
+    text = clean_text(reason, "说明", max_chars=5000)
+    version = item.current_version
+    assert version is not None
+    # In review from now on, even while nobody is found yet: the rules' word no longer publishes.
+    transition(
+        item,
+        Action.assign,
+        actor=actor,
+        data={"by": "editor", "version": version.number, "reason": text},
+    )
+    item.needs_admin = False
+    return assign_reviewers(item, deadlines=deadlines, actor=actor)
 
 
 def recall_item(item: Item, *, actor: User, reason: object) -> None:

@@ -376,6 +376,30 @@ def appeal_item(item_id: int, body: dict[str, Any]) -> Any:
     return jsonify(item_to_dict(item))
 
 
+@bp.post("/items/<int:item_id>/request-review")
+@operation(
+    summary="请专家审核初筛通过的稿件（发布前），按疑似问题稿件的方式分配专家",
+    tag=ITEMS,
+    roles=EDITOR,
+    path_params=ITEM_ID,
+    body=S.OPTIONAL_REASON,
+    description=(
+        "只适用于初筛通过（cleared）的稿件，其他状态返回 409；之后须经专家审核通过才能发布。"
+    ),
+    errors=(409,),
+    responses={200: Response("转交专家审核后的稿件", ref("Item"))},
+)
+def request_review(item_id: int, body: dict[str, Any]) -> Any:
+    """Ask experts to review a cleared item before publishing it."""
+    user = _user()
+    item = load_item(user, item_id)
+    pool_ops.request_expert_review(
+        item, actor=user, reason=body.get("reason", ""), deadlines=deadlines()
+    )
+    _commit()
+    return jsonify(item_to_dict(item))
+
+
 # --- experts' reviews -------------------------------------------------------------------------
 
 

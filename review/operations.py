@@ -389,19 +389,61 @@ def record_screening(
             )
         )
     db.session.flush()
-    transition(
-        version.item,
-        Action.flag if flagged else Action.clear,
-        actor=SYSTEM,
-        data={
-            "version": version.number,
-            "risk_level": row.risk_level,
-            "risk_score": row.risk_score,
-            "ruleset_version": row.ruleset_version,
-            "findings": len(report.get("findings", [])),
-        },
-    )
+    # A version made after experts objected goes back to them whatever the rules say: the
+    # report keeps the rules' verdict, the item is routed like a flagged one.
+    to_experts = flagged or experts_objected(version.item)
+    data: dict[str, Any] = {
+        "version": version.number,
+        "risk_level": row.risk_level,
+        "risk_score": row.risk_score,
+        "ruleset_version": row.ruleset_version,
+        "findings": len(report.get("findings", [])),
+    }
+    if to_experts and not flagged:
+        data["reason"] = "experts_objected"
+    transition(version.item, Action.flag if to_experts else Action.clear, actor=SYSTEM, data=data)
     return row
+
+
+#: Expert decisions that object to an item. After one, no version of the item is published on
+#: the rules' word: only the experts' approval of that version's exact content hash publishes it.
+OBJECTIONS = (DecisionKind.request_changes, DecisionKind.reject)
+
+
+def experts_objected(item: Item) -> bool:
+    """True once an expert asked for changes to, or rejected, any version of ``item``
+    (DESIGN.md: a version made after that goes back to the experts, whatever its screening)."""
+    return bool(
+        db.session.scalar(
+            select(func.count())
+            .select_from(Decision)
+            .where(Decision.item_id == item.id, Decision.decision.in_(OBJECTIONS))
+        )
+    )
+
+
+def approved_by_experts(version: Version) -> bool:
+    """True when an expert signed an approval of exactly this version's content hash."""
+    return bool(
+        db.session.scalar(
+            select(func.count())
+            .select_from(Decision)
+            .where(
+                Decision.version_id == version.id,
+                Decision.decision == DecisionKind.approve,
+                Decision.content_sha256 == version.content_sha256,
+            )
+        )
+    )
+
+
+def needs_expert_signoff(item: Item) -> bool:
+    """True when the current version may only be published with the experts' signed approval
+    of its hash and has not got it yet (the page and the API say so instead of 发布)."""
+    version = item.current_version
+    if version is None or not experts_objected(item):
+        return False
+    return item.state is not ItemState.approved or not approved_by_experts(version)
 
 
 def stuck_versions(*, older_than: timedelta) -> Sequence[Version]:
@@ -498,6 +540,12 @@ def publish_item(
         raise Conflict("要发布的版本与当前版本的内容哈希不一致", code="hash_mismatch")
     if item.state is ItemState.published:
         raise Conflict("该版本已经发布", code="already_published")
+    if item.state in (ItemState.cleared, ItemState.approved) and needs_expert_signoff(item):
+        # Also a version left cleared by an earlier release after experts had asked for changes.
+        raise Conflict(
+            "专家曾要求修改或驳回此稿件：这一版本须经专家审核通过（签署其内容哈希）后才能发布",
+            code="expert_signoff_required",
+        )
     outcome = "cleared" if item.state is ItemState.cleared else "approved"
     decisions: list[Decision] = []
     if item.state is ItemState.approved:

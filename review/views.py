@@ -413,6 +413,7 @@ def item_detail(item_id: int) -> Any:
         publication=latest_publication(item),
         video=video_context(item, version, report.findings if report else []),
         status=_status_json(item),
+        signoff_required=ops.needs_expert_signoff(item),
         # One key per rendering of the page: a double click or a resent form publishes once.
         publish_key=secrets.token_urlsafe(16),
     )
@@ -1494,6 +1495,20 @@ def appeal_item(item_id: int) -> Any:
     )
     db.session.commit()
     flash(gettext("申诉已提交，将由其他专家复审"), "info")
+    return redirect(url_for("web.item_detail", item_id=item.id))
+
+
+@bp.post("/items/<int:item_id>/request-review")
+@login_required
+@roles_required(Role.editor)
+def request_review(item_id: int) -> Any:
+    """Ask experts to review a cleared item before publishing it."""
+    item = load_item(current_user, item_id)
+    pool_ops.request_expert_review(
+        item, actor=current_user, reason=request.form.get("reason", ""), deadlines=deadlines()
+    )
+    db.session.commit()
+    flash(gettext("已请专家审核，专家审核通过后才能发布"), "info")
     return redirect(url_for("web.item_detail", item_id=item.id))
 
 

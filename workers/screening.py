@@ -183,7 +183,8 @@ def screen_version(version_id: int, *, max_attempts: int | None = None) -> str:
         db.session.rollback()
         log.info("screening: version %s already screened by another delivery", version_id)
         return "done"
-    return "flagged" if flagged else "cleared"
+    # "flagged" when the version went to experts: by the rules, or because experts had objected.
+    return "flagged" if flagged or version.item.state.value != "cleared" else "cleared"
 
 
 def give_up(version_id: int, error: str) -> None:

@@ -153,6 +153,12 @@ CASES = [
         "item.appeal",
     ),
     Case(
+        "api.request_review",
+        "editor",
+        lambda w: (f"/api/v1/items/{w.item('cleared')}/request-review", {"reason": "请专家把关"}),
+        "item.assign",
+    ),
+    Case(
         "api.accept_assignment",
         "expert1",
         lambda w: (f"/api/v1/assignments/{w.assignment_of(w.item('in_review'))}/accept", {}),
@@ -349,6 +355,13 @@ CASES = [
         "editor",
         lambda w: (f"/items/{w.item('rejected')}/appeal", {"reason": "有依据"}),
         "item.appeal",
+        web=True,
+    ),
+    Case(
+        "web.request_review",
+        "editor",
+        lambda w: (f"/items/{w.item('cleared')}/request-review", {"reason": "请专家把关"}),
+        "item.assign",
         web=True,
     ),
     Case(

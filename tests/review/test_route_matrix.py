@@ -133,6 +133,7 @@ POLICY: dict[tuple[str, str], P] = {
     ("web.withdraw_item", "POST"): P(r(E), "item"),
     ("web.publish_item", "POST"): P(r(E), "item"),
     ("web.appeal_item", "POST"): P(r(E), "item"),
+    ("web.request_review", "POST"): P(r(E), "item"),
     ("web.retry_media", "POST"): P(r(E), "item"),
     # experts
     ("web.assignments", "GET"): P(r(X)),
@@ -197,6 +198,7 @@ POLICY: dict[tuple[str, str], P] = {
     ("api.withdraw_item", "POST"): P(r(E), "item"),
     ("api.publish_item", "POST"): P(r(E), "item"),
     ("api.appeal_item", "POST"): P(r(E), "item", body={"reason": "申诉理由"}),
+    ("api.request_review", "POST"): P(r(E), "item", body={}),
     ("api.list_assignments", "GET"): P(r(X)),
     ("api.claim_next", "POST"): P(r(X)),
     ("api.accept_assignment", "POST"): P(r(X), "assignment"),

@@ -106,7 +106,8 @@ def test_pseudo_article_goes_through_review_to_publication(app: Any, factory: An
     resp = _decide(client, ex2, "approve")
     assert resp.status_code == 200 and resp.json["item_state"] == "changes_requested"
 
-    # The editor revises; a new version is screened again.
+    # The editor revises; a new version is screened again. The rules clear it, but an expert
+    # asked for changes: it goes back to that expert and waits for their signature.
     resp = client.post(
         f"/api/v1/items/{item_id}/revise",
         headers=ed,
@@ -114,10 +115,13 @@ def test_pseudo_article_goes_through_review_to_publication(app: Any, factory: An
     )
     assert resp.status_code == 200 and resp.json["state"] == "submitted"
     assert resp.json["version"]["number"] == 2
-    assert _screen_pending() == ["cleared"]
+    assert _screen_pending() == ["flagged"]
 
     detail = client.get(f"/api/v1/items/{item_id}", headers=ed).json
-    assert detail["state"] == "cleared"
+    assert detail["state"] == "in_review" and detail["screening"]["findings"] == []
+    assert client.post(f"/api/v1/items/{item_id}/publish", headers=ed).status_code == 409
+    resp = _decide(client, ex, "approve")
+    assert resp.status_code == 200 and resp.json["item_state"] == "approved"
     resp = client.post(
         f"/api/v1/items/{item_id}/publish",
         headers=ed,
@@ -151,7 +155,7 @@ def test_pseudo_article_goes_through_review_to_publication(app: Any, factory: An
         "review.decided",
         "item.request_changes",
         "item.revise",
-        "item.clear",
+        "item.approve",
         "item.publish",
         "publication.issued",
     ):
