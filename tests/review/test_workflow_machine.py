@@ -208,12 +208,16 @@ def test_random_actions_keep_the_invariants(app: Any, factory: Any) -> None:
         @rule(
             actor=SOMEONE,
             verdict=st.sampled_from(["approve", "approve", "request_changes", "reject"]),
+            accept_first=st.sampled_from([True, True, True, False]),
             data=st.data(),
         )
-        def decide(self, actor: str, verdict: str, data: Any) -> None:
+        def decide(self, actor: str, verdict: str, accept_first: bool, data: Any) -> None:
             target = data.draw(st.sampled_from(self.assignments()))
             actor = self.expert_of(target) if actor == "owner" else actor
             own = target.expert.user_id == self.users[actor].id
+            if accept_first:  # a decision needs an accepted assignment
+                self.call(actor, "POST", f"/api/v1/assignments/{target.id}/accept")
+            offered = db.session.get(Assignment, target.id).state.value == "offered"  # type: ignore[union-attr]
             body = {
                 "decision": verdict,
                 "password": PASSWORD,
@@ -222,6 +226,8 @@ def test_random_actions_keep_the_invariants(app: Any, factory: Any) -> None:
             }
             resp = self.call(actor, "POST", f"/api/v1/assignments/{target.id}/decision", body)
             self.refused_unless(own and actor not in self.disabled, resp)
+            if offered:  # never accepted: the decision does not count
+                assert resp.status_code >= 400, resp.status_code
 
         def review_round(self, item_id: int, verdicts: list[str]) -> None:
             """Every open assignment of the item is accepted and decided by its expert (one
