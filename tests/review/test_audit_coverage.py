@@ -426,6 +426,16 @@ CASES = [
         web=True,
     ),  # type: ignore[union-attr]
     Case(
+        "web.admin_expert_new",
+        "admin",
+        lambda w: (
+            "/admin/experts/new",
+            {"user_id": str(w.pool_candidate().id), "domains": ["海洋"], "max_load": "3"},
+        ),
+        "pool.expert_added",
+        web=True,
+    ),
+    Case(
         "web.admin_assign",
         "admin",
         lambda w: (
@@ -656,6 +666,12 @@ def _webhook_delivery(self: World) -> int:
     return int(row.id)
 
 
+def _pool_candidate(self: World) -> Any:
+    """An account with the expert role that is not in the pool yet (添加专家)."""
+    return self.factory.user("expert", unit=self.factory.unit(), username="newexpert")
+
+
+World.pool_candidate = _pool_candidate  # type: ignore[attr-defined]
 World.webhook = _webhook  # type: ignore[attr-defined]
 World.webhook_delivery = _webhook_delivery  # type: ignore[attr-defined]
 World.overridden = _overridden  # type: ignore[attr-defined]

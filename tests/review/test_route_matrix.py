@@ -453,7 +453,9 @@ def test_route_matrix(world: World, caplog: pytest.LogCaptureFixture) -> None:
 
 
 #: Tables a GET may write: download audit events (Decision 5) and the sign-in's last_seen_at.
-GET_MAY_WRITE = {"audit_events", "audit_head", "login_sessions"}
+#: Reads that write: the audit trail of downloads and sign-ins, and the signed checkpoint a
+#: ledger export makes of exactly what it exports (issue #14 item 5).
+GET_MAY_WRITE = {"audit_events", "audit_head", "audit_checkpoints", "login_sessions"}
 
 
 def _fingerprint() -> dict[str, Any]:
