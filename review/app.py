@@ -9,7 +9,16 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Request, current_app, g, jsonify, render_template, request
+from flask import (
+    Flask,
+    Request,
+    current_app,
+    g,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+)
 from flask_babel import gettext, lazy_gettext
 from flask_login import LoginManager
 from flask_migrate import Migrate
@@ -242,7 +251,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     @app.errorhandler(DomainError)
     def _domain_error(exc: DomainError) -> Any:
         db.session.rollback()
-        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+        response, status = error_response(exc.status, exc.code, exc.message, **exc.extra)
+        retry_after = exc.extra.get("retry_after")
+        if retry_after is not None:
+            response = make_response(response, status)
+            response.headers["Retry-After"] = str(retry_after)
+            return response
+        return response, status
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError) -> Any:

@@ -29,10 +29,38 @@ def hash_password(password: str) -> str:
 
 def check_password(user: User, password: str) -> bool:
     """True when ``password`` matches; never raises for a bad hash."""
+    return _verify(user.password_hash, password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
     try:
-        return _hasher.verify(user.password_hash, password)
+        return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+_dummy_hash: list[str] = []
+
+
+def _dummy_password_hash() -> str:
+    """A hash of a random password with the same parameters as real ones (made once)."""
+    if not _dummy_hash:
+        _dummy_hash.append(_hasher.hash(secrets.token_urlsafe(24)))
+    return _dummy_hash[0]
+
+
+def authenticate(username: str, password: str) -> User | None:
+    """The active user whose name and password match, else None.
+
+    Exactly one argon2 verification runs whatever the outcome — against a dummy hash when
+    the name is unknown and against the real one when the account is disabled — so the time
+    of an answer does not tell which user names exist.
+    """
+    user = db.session.scalar(select(User).where(User.username == username)) if username else None
+    ok = _verify(user.password_hash if user is not None else _dummy_password_hash(), password)
+    if user is None or not ok or not user.is_active_user:
+        return None
+    return user
 
 
 def create_user(
@@ -106,6 +134,20 @@ def record_limited_login(username: str, *, ip: str | None, retry_after: int) -> 
         subject_type="user",
         subject_id="-",
         data={"username": username[:80], "ip": ip, "retry_after": retry_after},
+    )
+
+
+def record_limited_reauth(user: User, *, purpose: str, ip: str | None, retry_after: int) -> None:
+    """A password re-entry (signing, changing the password) refused by the rate limit."""
+    security_event(
+        "reauth_limited", username=user.username, purpose=purpose, ip=ip, retry_after=retry_after
+    )
+    record_event(
+        "auth.reauth_limited",
+        actor=user,
+        subject_type="user",
+        subject_id=user.id,
+        data={"purpose": purpose, "ip": ip, "retry_after": retry_after},
     )
 
 

@@ -34,8 +34,8 @@ from review import operations as ops
 from review.app import login_manager
 from review.audit import AuditEvent, record_event
 from review.auth import (
+    authenticate,
     change_password,
-    check_password,
     create_user,
     end_login_session,
     record_failed_login,
@@ -48,7 +48,14 @@ from review.auth import (
 )
 from review.db import db, utcnow
 from review.diffing import diff_html
-from review.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from review.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyAttempts,
+)
 from review.i18n import (
     CONTEXT_LABELS,
     N_,
@@ -59,6 +66,7 @@ from review.i18n import (
 )
 from review.lifecycle import ItemState
 from review.models import CATEGORY_FOR_EXPERT, Decision, Item, ItemKind, Role, Unit, User, Version
+from review.reauth import confirm_password
 from review.rendering import field_text, render_markdown, textarea_offset
 from review.search import search_items
 from review.web import (
@@ -222,10 +230,8 @@ def login() -> Any:
             response = make_response(render_template("login.html", username=username), 429)
             response.headers["Retry-After"] = str(wait)
             return response
-        user = (
-            db.session.scalar(select(User).where(User.username == username)) if username else None
-        )
-        if user is None or not user.is_active_user or not check_password(user, password):
+        user = authenticate(username, password)
+        if user is None:
             limiter.hit([key for key, _ in keys], int(cfg["LOGIN_WINDOW"]))
             record_failed_login(username, ip=ip)
             db.session.commit()
@@ -259,7 +265,14 @@ def account_password() -> Any:
     if request.method == "POST":
         user = current_user._get_current_object()
         current = request.form.get("current_password", "")
-        if not check_password(user, current):
+        try:
+            current_ok = confirm_password(user, current, purpose="password_change")
+        except TooManyAttempts as exc:
+            flash(exc.message, "error")
+            response = make_response(render_template("account_password.html"), 429)
+            response.headers["Retry-After"] = str(exc.extra["retry_after"])
+            return response
+        if not current_ok:
             record_event(
                 "auth.password_change_refused",
                 actor=user,
@@ -970,7 +983,9 @@ def decision(assignment_id: int) -> Any:
         for key, value in request.form.items()
         if key.startswith("verdict_") and value
     }
-    password_ok = check_password(current_user, request.form.get("password", ""))
+    password_ok = confirm_password(
+        current_user, request.form.get("password", ""), purpose="decision"
+    )
     try:
         lock = int(request.form.get("lock_version", ""))
     except ValueError:
