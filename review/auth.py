@@ -15,11 +15,10 @@ from review.db import db, utcnow
 from review.errors import Conflict, InvalidInput
 from review.models import ApiToken, LoginSession, Role, Unit, User
 from review.operations import clean_text
+from review.passwords import password_problem
 from review.security import security_event
 
 _hasher = PasswordHasher()
-
-MIN_PASSWORD_CHARS = 8
 
 
 def hash_password(password: str) -> str:
@@ -78,8 +77,9 @@ def create_user(
         role_value = Role(role)
     except ValueError:
         raise InvalidInput("角色只能是 editor、expert、auditor 或 admin", field="role") from None
-    if len(password) < MIN_PASSWORD_CHARS:
-        raise InvalidInput(f"密码至少 {MIN_PASSWORD_CHARS} 位", field="password")
+    problem = password_problem(password, names=(username, display_name))
+    if problem:
+        raise InvalidInput(problem, code="weak_password", field="password")
     if role_value is Role.editor and unit is None:
         raise InvalidInput("媒体编辑必须隶属一个单位", field="unit")
     if db.session.scalar(select(User).where(User.username == username)):
@@ -190,11 +190,15 @@ def touch_login_session(session_id: str) -> bool:
     return bool(moved)
 
 
-def _check_new_password(password: object, confirm: object | None = None) -> str:
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
-        raise InvalidInput(f"新密码至少 {MIN_PASSWORD_CHARS} 位", field="new_password")
+def _check_new_password(
+    user: User, password: object, confirm: object | None = None, *, field: str = "new_password"
+) -> str:
+    problem = password_problem(password, names=(user.username, user.display_name, user.email))
+    if problem:
+        raise InvalidInput(problem, code="weak_password", field=field)
     if confirm is not None and confirm != password:
         raise InvalidInput("两次输入的新密码不一致", field="confirm")
+    assert isinstance(password, str)  # password_problem refuses anything else
     return password
 
 
@@ -216,7 +220,7 @@ def change_password(user: User, *, current: object, new: object, confirm: object
     theirs ends and a fresh one is returned for the browser that made the change."""
     if not isinstance(current, str) or not check_password(user, current):
         raise InvalidInput("当前密码不正确", code="password_required", field="current_password")
-    password = _check_new_password(new, confirm)
+    password = _check_new_password(user, new, confirm)
     if check_password(user, password):
         raise InvalidInput("新密码不能与当前密码相同", field="new_password")
     user.password_hash = hash_password(password)
@@ -240,7 +244,7 @@ def change_password(user: User, *, current: object, new: object, confirm: object
 
 def reset_password(user: User, *, new: object, actor: Any) -> int:
     """An admin sets a new password for ``user``; all of the user's sign-ins end."""
-    password = _check_new_password(new)
+    password = _check_new_password(user, new, field="password")
     user.password_hash = hash_password(password)
     user.password_changed_at = utcnow()
     ended = _revoke_sign_ins(user)
