@@ -550,7 +550,7 @@ def decline_assignment(
         raise Conflict(
             f"该任务当前为“{assignment.state_label}”，不能谢绝", code="illegal_transition"
         )
-    text = clean_text(reason, "谢绝原因", max_chars=2000, required=True)
+    text = clean_text(reason, "reason", "谢绝原因", max_chars=2000, required=True)
     _end(assignment, AssignmentState.declined, f"declined: {text}", actor=actor)
     return assign_reviewers(assignment.item, deadlines=deadlines, actor=actor)
 
@@ -630,7 +630,7 @@ def decide(
         raise InvalidInput(
             "审核结论只能是 approve、request_changes 或 reject", field="decision"
         ) from None
-    text = clean_text(comment, "审核意见", max_chars=20_000)
+    text = clean_text(comment, "comment", "审核意见", max_chars=20_000)
     if kind in (DecisionKind.reject, DecisionKind.request_changes) and not text.strip():
         raise InvalidInput("驳回或要求修改时必须填写审核意见", field="comment")
     refs = _references(references)
@@ -827,7 +827,7 @@ def appeal(item: Item, *, actor: User, reason: object, deadlines: Deadlines) -> 
         raise Forbidden("只有本单位的媒体编辑可以申诉")
     if item.appeal_used:
         raise Conflict("每篇稿件只能申诉一次", code="appeal_used")
-    text = clean_text(reason, "申诉理由", max_chars=5000, required=True)
+    text = clean_text(reason, "reason", "申诉理由", max_chars=5000, required=True)
     offered = _new_round(item, Action.appeal, actor=actor, reason=text, deadlines=deadlines)
     item.appeal_used = True
     return offered
@@ -839,7 +839,7 @@ def request_rereview(
     """An auditor or admin asks experts not involved before to review a decided version again."""
     if not actor.has_role(Role.auditor, Role.admin):
         raise Forbidden("只有审计人员或管理员可以要求重新审核")
-    text = clean_text(reason, "重新审核理由", max_chars=5000, required=True)
+    text = clean_text(reason, "reason", "重新审核理由", max_chars=5000, required=True)
     offered = _new_round(item, Action.rereview, actor=actor, reason=text, deadlines=deadlines)
     notify(
         item.created_by, "outcome", item=item, title=f"稿件被要求重新审核：{item.title}", body=text
@@ -851,7 +851,7 @@ def recall_item(item: Item, *, actor: User, reason: object) -> None:
     """Take a published item down (下架) with a reason; its publication is marked recalled."""
     if not actor.has_role(Role.auditor, Role.admin):
         raise Forbidden("只有审计人员或管理员可以下架稿件")
-    text = clean_text(reason, "下架理由", max_chars=5000, required=True)
+    text = clean_text(reason, "reason", "下架理由", max_chars=5000, required=True)
     transition(item, Action.recall, actor=actor, data={"reason": text})
     for publication in db.session.scalars(
         select(Publication).where(
@@ -908,7 +908,7 @@ def _references(value: object) -> list[str]:
         value = value.splitlines()
     if not isinstance(value, list):
         raise InvalidInput("参考依据必须是文本列表", field="references")
-    refs = [clean_text(v, "参考依据", max_chars=2000).strip() for v in value]
+    refs = [clean_text(v, "references", "参考依据", max_chars=2000).strip() for v in value]
     return [r for r in refs if r][:50]
 
 

@@ -422,7 +422,7 @@ def decline_assignment(assignment_id: int, body: dict[str, Any]) -> Any:
     "错误过多返回 429（error=too_many_attempts，带 Retry-After）。",
     body=S.DECISION,
     body_required=True,
-    errors=(409,),
+    errors=(409, 429),
     responses={
         200: Response(
             "已签署",
@@ -831,7 +831,7 @@ def get_quality_sample(sample_id: int) -> Any:
 def search(query: dict[str, Any]) -> Any:
     """Full-text search (Chinese, jieba) over the caller's visible items and their decisions."""
     user = _user()
-    text = ops.clean_text(query["q"], "搜索词", max_chars=200)
+    text = ops.clean_text(query["q"], "q", "搜索词", max_chars=200)
     if not text.strip():
         raise InvalidInput("请输入搜索词", field="q")
     restrict = None

@@ -72,7 +72,7 @@ def create_user(
     actor: Any,
 ) -> User:
     """Create an account; the role must be one of editor/expert/auditor/admin."""
-    username = clean_text(username, "用户名", max_chars=80, required=True).strip()
+    username = clean_text(username, "username", "用户名", max_chars=80, required=True).strip()
     try:
         role_value = Role(role)
     except ValueError:

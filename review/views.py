@@ -634,7 +634,7 @@ def items_status_json() -> Any:
 def preview_markdown() -> Any:
     """Render the Markdown an editor is writing, as the item page will show it (saves nothing)."""
     source = ops.clean_text(
-        request.form.get("body", ""), gettext("正文"), max_chars=ops.MAX_BODY_CHARS
+        request.form.get("body", ""), "body", gettext("正文"), max_chars=ops.MAX_BODY_CHARS
     )
     response = jsonify({"html": str(render_markdown(source))})
     response.headers["Cache-Control"] = "no-store"
@@ -1160,11 +1160,13 @@ def admin_expert_edit(expert_id: int) -> Any:
                 "is_verified": bool(form.get("is_verified")),
                 "is_senior": bool(form.get("is_senior")),
                 "is_active": bool(form.get("is_active")),
-                "max_load": _int_field(form.get("max_load", ""), gettext("最大同时审核数")),
-                "leave_from": parse_time(form["leave_from"], "请假开始")
+                "max_load": _int_field(
+                    form.get("max_load", ""), "max_load", gettext("最大同时审核数")
+                ),
+                "leave_from": parse_time(form["leave_from"], "leave_from", "请假开始")
                 if form.get("leave_from")
                 else None,
-                "leave_until": parse_time(form["leave_until"], "请假结束")
+                "leave_until": parse_time(form["leave_until"], "leave_until", "请假结束")
                 if form.get("leave_until")
                 else None,
                 "conflicts": {
@@ -1176,7 +1178,9 @@ def admin_expert_edit(expert_id: int) -> Any:
             pool.update_expert(expert, changes, actor=current_user)
             email = form.get("email", "").strip() or None
             if email != expert.user.email:
-                expert.user.email = ops.clean_text(email or "", "邮箱", max_chars=320) or None
+                expert.user.email = (
+                    ops.clean_text(email or "", "email", "邮箱", max_chars=320) or None
+                )
                 record_event(
                     "user.email_changed",
                     actor=current_user,
@@ -1199,13 +1203,13 @@ def _lines(text_value: str) -> list[str]:
     return [part.strip() for part in text_value.replace("、", "\n").splitlines() if part.strip()]
 
 
-def _int_field(value: str, label: str) -> int:
+def _int_field(value: str, field: str, label: str) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise InvalidInput(gettext("%(label)s必须是整数", label=label)) from None
+        raise InvalidInput(gettext("%(label)s必须是整数", label=label), field=field) from None
     if abs(number) > MAX_DB_INT:  # the database driver would overflow (a 500)
-        raise InvalidInput(gettext("%(label)s超出范围", label=label))
+        raise InvalidInput(gettext("%(label)s超出范围", label=label), field=field)
     return number
 
 
@@ -1230,7 +1234,9 @@ def admin_queue() -> Any:
 def admin_assign(item_id: int) -> Any:
     """Hand a waiting version to a chosen expert."""
     item = load_item(current_user, item_id)
-    expert = pool_ops.get_expert(_int_field(request.form.get("expert_id", ""), gettext("专家编号")))
+    expert = pool_ops.get_expert(
+        _int_field(request.form.get("expert_id", ""), "expert_id", gettext("专家编号"))
+    )
     pool_ops.admin_assign(item, expert, actor=current_user, deadlines=deadlines())
     db.session.commit()
     flash(gettext("已将稿件 %(item)s 分配给 %(expert)s", item=item.id, expert=expert.name), "info")
@@ -1508,7 +1514,7 @@ def search_page() -> Any:
     query = request.args.get("q", "").strip()
     results: list[Item] = []
     if query:
-        ops.clean_text(query, gettext("搜索词"), max_chars=200)
+        ops.clean_text(query, "q", gettext("搜索词"), max_chars=200)
         restrict = None
         if not current_user.has_role(Role.auditor, Role.admin):
             restrict = downloads.visible_items(current_user).with_only_columns(Item.id)
@@ -1576,7 +1582,7 @@ def quality_page() -> Any:
         form = request.form
         sample = quality.draw_sample(
             actor=current_user,
-            size=_int_field(form.get("size", ""), gettext("抽样数量")),
+            size=_int_field(form.get("size", ""), "size", gettext("抽样数量")),
             start=parse_time(form["from"], "from") if form.get("from") else None,
             end=parse_time(form["to"], "to") if form.get("to") else None,
             domain=form.get("domain") or None,
