@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -17,7 +16,7 @@ from review.auth import create_user
 from review.db import db
 from review.models import Item, User
 from review.operations import create_item, get_or_create_unit, publish_item, submit_item
-from review.passwords import password_problem
+from review.passwords import random_password
 from rules import DOMAINS
 from workers.screening import deadlines_from_config, screen_version
 
@@ -46,10 +45,7 @@ def seed(instance: Path) -> list[tuple[str, str, str]]:
 
     def pw(name: str) -> str:
         if name not in passwords:
-            fresh = secrets.token_urlsafe(12)  # 16 random characters: meets the password rules
-            while password_problem(fresh, names=(name,)):  # (astronomically unlikely)
-                fresh = secrets.token_urlsafe(12)
-            passwords[name] = fresh
+            passwords[name] = random_password(names=(name,))
         return passwords[name]
 
     newspaper = get_or_create_unit("威海日报社", actor=SYSTEM)

@@ -7,6 +7,7 @@ read once; nothing is fetched at run time.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -51,6 +52,16 @@ def _own_names(names: Iterable[str | None]) -> list[str]:
         if len(name) >= MIN_NAME_CHARS:
             found.append(name)
     return found
+
+
+def random_password(*, names: Iterable[str | None] = ()) -> str:
+    """A random password meeting the rules (16 URL-safe characters; drawn again in the rare
+    case it happens to contain one of ``names``)."""
+    names = list(names)
+    while True:
+        password = secrets.token_urlsafe(12)
+        if password_problem(password, names=names) is None:
+            return password
 
 
 def password_problem(password: object, *, names: Iterable[str | None] = ()) -> str | None:
