@@ -1161,7 +1161,7 @@ def admin_expert_edit(expert_id: int) -> Any:
                 "is_senior": bool(form.get("is_senior")),
                 "is_active": bool(form.get("is_active")),
                 "max_load": _int_field(
-                    form.get("max_load", ""), "max_load", gettext("最大同时审核数")
+                    form.get("max_load", ""), gettext("最大同时审核数"), "max_load"
                 ),
                 "leave_from": parse_time(form["leave_from"], "leave_from", "请假开始")
                 if form.get("leave_from")
@@ -1203,13 +1203,14 @@ def _lines(text_value: str) -> list[str]:
     return [part.strip() for part in text_value.replace("、", "\n").splitlines() if part.strip()]
 
 
-def _int_field(value: str, field: str, label: str) -> int:
+def _int_field(value: str, label: str, field: str | None = None) -> int:
+    named = {"field": field} if field else {}  # the form's field name, never the label
     try:
         number = int(value)
     except ValueError:
-        raise InvalidInput(gettext("%(label)s必须是整数", label=label), field=field) from None
+        raise InvalidInput(gettext("%(label)s必须是整数", label=label), **named) from None
     if abs(number) > MAX_DB_INT:  # the database driver would overflow (a 500)
-        raise InvalidInput(gettext("%(label)s超出范围", label=label), field=field)
+        raise InvalidInput(gettext("%(label)s超出范围", label=label), **named)
     return number
 
 
@@ -1235,7 +1236,7 @@ def admin_assign(item_id: int) -> Any:
     """Hand a waiting version to a chosen expert."""
     item = load_item(current_user, item_id)
     expert = pool_ops.get_expert(
-        _int_field(request.form.get("expert_id", ""), "expert_id", gettext("专家编号"))
+        _int_field(request.form.get("expert_id", ""), gettext("专家编号"), "expert_id")
     )
     pool_ops.admin_assign(item, expert, actor=current_user, deadlines=deadlines())
     db.session.commit()
@@ -1582,7 +1583,7 @@ def quality_page() -> Any:
         form = request.form
         sample = quality.draw_sample(
             actor=current_user,
-            size=_int_field(form.get("size", ""), "size", gettext("抽样数量")),
+            size=_int_field(form.get("size", ""), gettext("抽样数量"), "size"),
             start=parse_time(form["from"], "from") if form.get("from") else None,
             end=parse_time(form["to"], "to") if form.get("to") else None,
             domain=form.get("domain") or None,
