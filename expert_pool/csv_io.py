@@ -29,7 +29,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
@@ -46,6 +45,7 @@ from review.db import db
 from review.errors import DomainError
 from review.models import ROLE_LABELS, Role, Unit, User
 from review.operations import get_or_create_unit
+from review.passwords import random_password
 from rules import DOMAINS
 
 #: Users' local time: China Standard Time, a fixed UTC+8 (no DST since 1991).
@@ -466,7 +466,7 @@ def _apply(row: ExpertRow, summary: ImportSummary, *, actor: Any) -> None:
     unit = _unit(row, summary, actor)
     user = db.session.scalar(select(User).where(User.username == row.username))
     if user is None:
-        password = secrets.token_urlsafe(12)
+        password = random_password(names=(row.username, values.get("name")))
         user = create_user(
             row.username,
             role=Role.expert.value,

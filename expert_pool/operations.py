@@ -745,7 +745,7 @@ def decline_assignment(
         raise Conflict(
             f"该任务当前为“{assignment.state_label}”，不能谢绝", code="illegal_transition"
         )
-    text = clean_text(reason, "谢绝原因", max_chars=2000, required=True)
+    text = clean_text(reason, "reason", "谢绝原因", max_chars=2000, required=True)
     if not _end(assignment, AssignmentState.declined, f"declined: {text}", actor=actor):
         raise Conflict(
             f"该任务当前为“{assignment.state_label}”，不能谢绝", code="illegal_transition"
@@ -824,7 +824,7 @@ def decide(
         raise InvalidInput(
             "审核结论只能是 approve、request_changes 或 reject", field="decision"
         ) from None
-    text = clean_text(comment, "审核意见", max_chars=20_000)
+    text = clean_text(comment, "comment", "审核意见", max_chars=20_000)
     if kind in (DecisionKind.reject, DecisionKind.request_changes) and not text.strip():
         raise InvalidInput("驳回或要求修改时必须填写审核意见", field="comment")
     refs = _references(references)
@@ -1022,7 +1022,7 @@ def appeal(item: Item, *, actor: User, reason: object, deadlines: Deadlines) -> 
         raise Forbidden("只有本单位的媒体编辑可以申诉")
     if item.appeal_used:
         raise Conflict("每篇稿件只能申诉一次", code="appeal_used")
-    text = clean_text(reason, "申诉理由", max_chars=5000, required=True)
+    text = clean_text(reason, "reason", "申诉理由", max_chars=5000, required=True)
     offered = _new_round(item, Action.appeal, actor=actor, reason=text, deadlines=deadlines)
     item.appeal_used = True
     return offered
@@ -1034,7 +1034,7 @@ def request_rereview(
     """An auditor or admin asks experts not involved before to review a decided version again."""
     if not actor.has_role(Role.auditor, Role.admin):
         raise Forbidden("只有审计人员或管理员可以要求重新审核")
-    text = clean_text(reason, "重新审核理由", max_chars=5000, required=True)
+    text = clean_text(reason, "reason", "重新审核理由", max_chars=5000, required=True)
     offered = _new_round(item, Action.rereview, actor=actor, reason=text, deadlines=deadlines)
     notify(
         item.created_by, "outcome", item=item, title=f"稿件被要求重新审核：{item.title}", body=text
@@ -1051,7 +1051,7 @@ def request_expert_review(
         raise Forbidden("只有本单位的媒体编辑可以请专家审核")
     if item.state is not ItemState.cleared:
         raise Conflict("只有初筛通过、尚未发布的稿件可以请专家审核", code="illegal_transition")
-    text = clean_text(reason, "说明", max_chars=5000)
+    text = clean_text(reason, "reason", "说明", max_chars=5000)
     version = item.current_version
     assert version is not None
     # In review from now on, even while nobody is found yet: the rules' word no longer publishes.
@@ -1069,7 +1069,7 @@ def recall_item(item: Item, *, actor: User, reason: object) -> None:
     """Take a published item down (下架) with a reason; its publication is marked recalled."""
     if not actor.has_role(Role.auditor, Role.admin):
         raise Forbidden("只有审计人员或管理员可以下架稿件")
-    text = clean_text(reason, "下架理由", max_chars=5000, required=True)
+    text = clean_text(reason, "reason", "下架理由", max_chars=5000, required=True)
     transition(item, Action.recall, actor=actor, data={"reason": text})
     revoke_open_assignments(
         item, "revoked: publication recalled", actor=actor, kinds=(REVIEW, ARBITRATION)
@@ -1129,7 +1129,7 @@ def _references(value: object) -> list[str]:
         value = value.splitlines()
     if not isinstance(value, list):
         raise InvalidInput("参考依据必须是文本列表", field="references")
-    refs = [clean_text(v, "参考依据", max_chars=2000).strip() for v in value]
+    refs = [clean_text(v, "references", "参考依据", max_chars=2000).strip() for v in value]
     return [r for r in refs if r][:50]
 
 

@@ -52,7 +52,8 @@ def _conflicts(value: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]
     result: dict[str, list[str]] = {}
     for kind in CONFLICT_KINDS:
         names = [
-            clean_text(n, "利益冲突", max_chars=200).strip() for n in (value or {}).get(kind, [])
+            clean_text(n, "conflicts", "利益冲突", max_chars=200).strip()
+            for n in (value or {}).get(kind, [])
         ]
         result[kind] = [n for n in dict.fromkeys(names) if n]
     return result
@@ -81,7 +82,7 @@ def add_expert(
     expert = Expert(
         user_id=user.id,
         name=user.display_name,
-        title=clean_text(title, "职称", max_chars=100),
+        title=clean_text(title, "title", "职称", max_chars=100),
         unit_id=unit.id if unit else user.unit_id,
         domains=_domains(domains, "domains"),
         secondary_domains=_domains(secondary_domains, "secondary_domains"),
@@ -143,7 +144,7 @@ def update_expert(expert: Expert, changes: Mapping[str, Any], *, actor: Any) -> 
         elif key in ("is_verified", "is_senior", "is_active") and not isinstance(value, bool):
             raise InvalidInput(f"{key} 须为 true 或 false", code="invalid_field", field=key)
         elif key == "title":
-            value = clean_text(value, "职称", max_chars=100)
+            value = clean_text(value, "title", "职称", max_chars=100)
         elif key == "is_publicly_named" and not isinstance(value, bool):
             raise InvalidInput("是否公开署名须为 true 或 false", field="is_publicly_named")
         elif key == "notify_mode" and value not in NOTIFY_MODES:

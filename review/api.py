@@ -21,12 +21,13 @@ from review import dashboard, downloads, ledger, lists, paging, videos
 from review import operations as ops
 from review.api_schemas import array_of, ref
 from review.audit import AuditEvent, record_event
-from review.auth import check_password, user_for_token
+from review.auth import user_for_token
 from review.db import db, utcnow
 from review.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from review.lifecycle import ItemState
 from review.models import Item, Role, User
 from review.openapi import Param, Response, build_document, is_public, operation
+from review.reauth import confirm_password
 from review.search import search_items
 from review.web import (
     accept_video_upload,
@@ -472,10 +473,11 @@ def decline_assignment(assignment_id: int, body: dict[str, Any]) -> Any:
     roles=EXPERT,
     path_params=ASSIGNMENT_ID,
     description="驳回和要求修改须填写 comment，驳回至少一条 references。"
-    "密码错误返回 403（error=password_required）。",
+    "密码错误返回 403（error=password_required）；与登录一样按账号和地址计数，"
+    "错误过多返回 429（error=too_many_attempts，带 Retry-After）。",
     body=S.DECISION,
     body_required=True,
-    errors=(409,),
+    errors=(409, 429),
     responses={
         200: Response(
             "已签署",
@@ -493,7 +495,7 @@ def decide(assignment_id: int, body: dict[str, Any]) -> Any:
     """Sign a decision on an accepted, live assignment; the password must be entered again."""
     user = _user()
     assignment = load_assignment(user, assignment_id, to_read=False)
-    if not check_password(user, body["password"]):
+    if not confirm_password(user, body["password"], purpose="decision"):
         record_event(
             "review.signature_refused",
             actor=user,
@@ -888,7 +890,7 @@ def get_quality_sample(sample_id: int) -> Any:
 def search(query: dict[str, Any]) -> Any:
     """Full-text search (Chinese, jieba) over the caller's visible items and their decisions."""
     user = _user()
-    text = ops.clean_text(query["q"], "搜索词", max_chars=200)
+    text = ops.clean_text(query["q"], "q", "搜索词", max_chars=200)
     if not text.strip():
         raise InvalidInput("请输入搜索词", field="q")
     restrict = None

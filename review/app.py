@@ -9,7 +9,16 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Request, current_app, g, jsonify, render_template, request
+from flask import (
+    Flask,
+    Request,
+    current_app,
+    g,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+)
 from flask_babel import gettext, lazy_gettext
 from flask_login import LoginManager
 from flask_migrate import Migrate
@@ -232,6 +241,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         response.headers["Referrer-Policy"] = "same-origin"
         if current_app.config.get("HSTS"):
             response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        if _private_answer():
+            # What a signed-in user sees (or any API answer) must not stay in a shared or
+            # browser cache after signing out: the next user of the machine could read it.
+            response.headers["Cache-Control"] = "no-store"
         response.headers.setdefault(  # media files set a stricter one of their own
             "Content-Security-Policy",
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -242,7 +255,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     @app.errorhandler(DomainError)
     def _domain_error(exc: DomainError) -> Any:
         db.session.rollback()
-        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+        response, status = error_response(exc.status, exc.code, exc.message, **exc.extra)
+        retry_after = exc.extra.get("retry_after")
+        if retry_after is not None:
+            response = make_response(response, status)
+            response.headers["Retry-After"] = str(retry_after)
+            return response
+        return response, status
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError) -> Any:
@@ -267,6 +286,20 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         return error_response(500, "internal_error", HTTP_MESSAGES[500])
 
     return app
+
+
+def _private_answer() -> bool:
+    """An API answer, or a page (not a static file) answered to a signed-in user."""
+    if request.blueprint == "api":
+        return True
+    if request.endpoint == "static":
+        return False
+    from flask_login import current_user
+
+    try:
+        return bool(current_user.is_authenticated)
+    except Exception:  # a broken session (or database) must not break the answer
+        return False
 
 
 def _log_access(response: Any) -> None:

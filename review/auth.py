@@ -15,11 +15,10 @@ from review.db import db, utcnow
 from review.errors import Conflict, InvalidInput
 from review.models import ApiToken, LoginSession, Role, Unit, User
 from review.operations import clean_text
+from review.passwords import password_problem
 from review.security import security_event
 
 _hasher = PasswordHasher()
-
-MIN_PASSWORD_CHARS = 8
 
 
 def hash_password(password: str) -> str:
@@ -29,10 +28,38 @@ def hash_password(password: str) -> str:
 
 def check_password(user: User, password: str) -> bool:
     """True when ``password`` matches; never raises for a bad hash."""
+    return _verify(user.password_hash, password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
     try:
-        return _hasher.verify(user.password_hash, password)
+        return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+_dummy_hash: list[str] = []
+
+
+def _dummy_password_hash() -> str:
+    """A hash of a random password with the same parameters as real ones (made once)."""
+    if not _dummy_hash:
+        _dummy_hash.append(_hasher.hash(secrets.token_urlsafe(24)))
+    return _dummy_hash[0]
+
+
+def authenticate(username: str, password: str) -> User | None:
+    """The active user whose name and password match, else None.
+
+    Exactly one argon2 verification runs whatever the outcome — against a dummy hash when
+    the name is unknown and against the real one when the account is disabled — so the time
+    of an answer does not tell which user names exist.
+    """
+    user = db.session.scalar(select(User).where(User.username == username)) if username else None
+    ok = _verify(user.password_hash if user is not None else _dummy_password_hash(), password)
+    if user is None or not ok or not user.is_active_user:
+        return None
+    return user
 
 
 def create_user(
@@ -45,13 +72,14 @@ def create_user(
     actor: Any,
 ) -> User:
     """Create an account; the role must be one of editor/expert/auditor/admin."""
-    username = clean_text(username, "用户名", max_chars=80, required=True).strip()
+    username = clean_text(username, "username", "用户名", max_chars=80, required=True).strip()
     try:
         role_value = Role(role)
     except ValueError:
         raise InvalidInput("角色只能是 editor、expert、auditor 或 admin", field="role") from None
-    if len(password) < MIN_PASSWORD_CHARS:
-        raise InvalidInput(f"密码至少 {MIN_PASSWORD_CHARS} 位", field="password")
+    problem = password_problem(password, names=(username, display_name))
+    if problem:
+        raise InvalidInput(problem, code="weak_password", field="password")
     if role_value is Role.editor and unit is None:
         raise InvalidInput("媒体编辑必须隶属一个单位", field="unit")
     if db.session.scalar(select(User).where(User.username == username)):
@@ -109,6 +137,20 @@ def record_limited_login(username: str, *, ip: str | None, retry_after: int) -> 
     )
 
 
+def record_limited_reauth(user: User, *, purpose: str, ip: str | None, retry_after: int) -> None:
+    """A password re-entry (signing, changing the password) refused by the rate limit."""
+    security_event(
+        "reauth_limited", username=user.username, purpose=purpose, ip=ip, retry_after=retry_after
+    )
+    record_event(
+        "auth.reauth_limited",
+        actor=user,
+        subject_type="user",
+        subject_id=user.id,
+        data={"purpose": purpose, "ip": ip, "retry_after": retry_after},
+    )
+
+
 #: ``last_seen_at`` is written at most this often, not on every request.
 TOUCH_EVERY = timedelta(seconds=60)
 
@@ -148,11 +190,15 @@ def touch_login_session(session_id: str) -> bool:
     return bool(moved)
 
 
-def _check_new_password(password: object, confirm: object | None = None) -> str:
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
-        raise InvalidInput(f"新密码至少 {MIN_PASSWORD_CHARS} 位", field="new_password")
+def _check_new_password(
+    user: User, password: object, confirm: object | None = None, *, field: str = "new_password"
+) -> str:
+    problem = password_problem(password, names=(user.username, user.display_name, user.email))
+    if problem:
+        raise InvalidInput(problem, code="weak_password", field=field)
     if confirm is not None and confirm != password:
         raise InvalidInput("两次输入的新密码不一致", field="confirm")
+    assert isinstance(password, str)  # password_problem refuses anything else
     return password
 
 
@@ -174,7 +220,7 @@ def change_password(user: User, *, current: object, new: object, confirm: object
     theirs ends and a fresh one is returned for the browser that made the change."""
     if not isinstance(current, str) or not check_password(user, current):
         raise InvalidInput("当前密码不正确", code="password_required", field="current_password")
-    password = _check_new_password(new, confirm)
+    password = _check_new_password(user, new, confirm)
     if check_password(user, password):
         raise InvalidInput("新密码不能与当前密码相同", field="new_password")
     user.password_hash = hash_password(password)
@@ -198,7 +244,7 @@ def change_password(user: User, *, current: object, new: object, confirm: object
 
 def reset_password(user: User, *, new: object, actor: Any) -> int:
     """An admin sets a new password for ``user``; all of the user's sign-ins end."""
-    password = _check_new_password(new)
+    password = _check_new_password(user, new, field="password")
     user.password_hash = hash_password(password)
     user.password_changed_at = utcnow()
     ended = _revoke_sign_ins(user)

@@ -202,8 +202,9 @@ def users_create(
     from review.errors import DomainError
     from review.models import Role
     from review.operations import get_or_create_unit
+    from review.passwords import random_password
 
-    given = password or secrets.token_urlsafe(12)
+    given = password if password is not None else random_password(names=(username, display_name))
     try:
         unit_row = get_or_create_unit(unit, actor=SYSTEM) if unit else None
         user = create_user(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -17,6 +16,7 @@ from review.auth import create_user
 from review.db import db
 from review.models import Item, User
 from review.operations import create_item, get_or_create_unit, publish_item, submit_item
+from review.passwords import random_password
 from rules import DOMAINS
 from workers.screening import deadlines_from_config, screen_version
 
@@ -44,7 +44,9 @@ def seed(instance: Path) -> list[tuple[str, str, str]]:
     passwords: dict[str, str] = json.loads(pw_file.read_text()) if pw_file.exists() else {}
 
     def pw(name: str) -> str:
-        return passwords.setdefault(name, secrets.token_urlsafe(9))
+        if name not in passwords:
+            passwords[name] = random_password(names=(name,))
+        return passwords[name]
 
     newspaper = get_or_create_unit("威海日报社", actor=SYSTEM)
     tv = get_or_create_unit("威海电视台", actor=SYSTEM)

@@ -157,6 +157,6 @@ def send(download: Download, *, user: User, filters: Mapping[str, Any]) -> Any:
     db.session.commit()
     return current_app.response_class(
         download.body,
-        mimetype=MIMETYPES[download.fmt],
+        content_type=MIMETYPES[download.fmt],  # as written: mimetype= would add a 2nd charset
         headers={"Content-Disposition": f"attachment; filename={download.name}.{download.fmt}"},
     )

@@ -63,3 +63,10 @@ class Unauthorized(DomainError):
 
     status = 401
     code = "unauthorized"
+
+
+class TooManyAttempts(DomainError):
+    """Too many wrong passwords in the window; ``retry_after`` seconds to wait."""
+
+    status = 429
+    code = "too_many_attempts"

@@ -407,7 +407,9 @@ def metrics() -> Any:
             str(current_app.config["BROKER_URL"]), float(current_app.config["HEALTH_TIMEOUT"])
         )
     )
-    return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4; charset=utf-8")
+    return Response(
+        generate_latest(registry), content_type="text/plain; version=0.0.4; charset=utf-8"
+    )
 
 
 @bp.get("/readyz")

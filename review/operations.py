@@ -48,40 +48,45 @@ MEDIA_TASK = "kepu.process_media"
 # --- input hygiene -----------------------------------------------------------------------------
 
 
-def clean_text(value: object, field: str, *, max_chars: int, required: bool = False) -> str:
-    """Validate user text: a string, no NUL or lone surrogates, within length; stored as sent."""
+def clean_text(
+    value: object, field: str, label: str | None = None, *, max_chars: int, required: bool = False
+) -> str:
+    """Validate user text: a string, no NUL or lone surrogates, within length; stored as sent.
+
+    ``field`` is the API's (and the form's) field name, which an error reports as ``field``;
+    ``label`` is how the Chinese message names it (default: the field name).
+    """
+    name = label or field
     if value is None:
         value = ""
     if not isinstance(value, str):
-        raise InvalidInput(f"字段“{field}”必须是文本", code="invalid_field", field=field)
+        raise InvalidInput(f"字段“{name}”必须是文本", code="invalid_field", field=field)
     if "\x00" in value:
-        raise InvalidInput(
-            f"字段“{field}”含有非法的空字符（NUL）", code="invalid_text", field=field
-        )
+        raise InvalidInput(f"字段“{name}”含有非法的空字符（NUL）", code="invalid_text", field=field)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidInput(
-            f"字段“{field}”含有无法编码的字符（孤立代理项）", code="invalid_text", field=field
+            f"字段“{name}”含有无法编码的字符（孤立代理项）", code="invalid_text", field=field
         ) from None
     if len(value) > max_chars:
         raise InvalidInput(
-            f"字段“{field}”过长：最多 {max_chars} 个字符", code="too_long", field=field
+            f"字段“{name}”过长：最多 {max_chars} 个字符", code="too_long", field=field
         )
     if required and not value.strip():
-        raise InvalidInput(f"字段“{field}”不能为空", code="required", field=field)
+        raise InvalidInput(f"字段“{name}”不能为空", code="required", field=field)
     return value
 
 
 def _title(value: object) -> str:
-    title = clean_text(value, "标题", max_chars=MAX_TITLE_CHARS, required=True)
+    title = clean_text(value, "title", "标题", max_chars=MAX_TITLE_CHARS, required=True)
     if any(unicodedata.category(ch) == "Cc" and ch not in "\t" for ch in title):
         raise InvalidInput("标题不能含有控制字符或换行", code="invalid_text", field="title")
     return title
 
 
 def _body(value: object) -> str:
-    return clean_text(value, "正文", max_chars=MAX_BODY_CHARS)
+    return clean_text(value, "body", "正文", max_chars=MAX_BODY_CHARS)
 
 
 # --- outbox ------------------------------------------------------------------------------------
@@ -301,7 +306,7 @@ def withdraw_item(item: Item, *, actor: User, reason: str = "") -> None:
         item,
         Action.withdraw,
         actor=actor,
-        data={"reason": clean_text(reason, "原因", max_chars=2000)},
+        data={"reason": clean_text(reason, "reason", "原因", max_chars=2000)},
     )
 
 
@@ -667,7 +672,7 @@ def get_or_create_unit(name: str, *, actor: Any, kind: str = "media") -> Unit:
     """The unit called ``name``, created when missing."""
     unit = db.session.scalar(select(Unit).where(Unit.name == name))
     if unit is None:
-        unit = Unit(name=clean_text(name, "单位", max_chars=200, required=True), kind=kind)
+        unit = Unit(name=clean_text(name, "unit", "单位", max_chars=200, required=True), kind=kind)
         db.session.add(unit)
         db.session.flush()
         record_event(
@@ -756,7 +761,7 @@ def add_expert_finding(
     event: Mapping[str, Any],
 ) -> Finding:
     """Store a finding an expert added (category 专家补充, no rule) and audit it."""
-    explanation = clean_text(note, "说明", max_chars=2000, required=True)
+    explanation = clean_text(note, "note", "说明", max_chars=2000, required=True)
     report = version.report
     finding = Finding(
         report_id=report.id if report else None,

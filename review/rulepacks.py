@@ -86,7 +86,7 @@ def set_rule_enabled(rule_id: str, enabled: bool, *, reason: object, actor: Any)
     row = db.session.get(DisabledRule, rule_id)
     if row is None and rule_id not in known_ids():
         raise NotFound(gettext("找不到该规则"))
-    text = clean_text(reason, gettext("原因"), max_chars=2000).strip()
+    text = clean_text(reason, "reason", gettext("原因"), max_chars=2000).strip()
     if not text:
         raise InvalidInput(
             gettext("请填写启用规则的原因")

@@ -45,8 +45,8 @@ from review import operations as ops
 from review.app import login_manager
 from review.audit import AuditEvent, record_event
 from review.auth import (
+    authenticate,
     change_password,
-    check_password,
     create_user,
     end_login_session,
     record_failed_login,
@@ -59,7 +59,14 @@ from review.auth import (
 )
 from review.db import db, utcnow
 from review.diffing import diff_html
-from review.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from review.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyAttempts,
+)
 from review.i18n import (
     CONTEXT_LABELS,
     N_,
@@ -70,6 +77,7 @@ from review.i18n import (
 )
 from review.lifecycle import ItemState
 from review.models import CATEGORY_FOR_EXPERT, Decision, Item, ItemKind, Role, Unit, User, Version
+from review.reauth import confirm_password
 from review.rendering import field_text, render_markdown, shown_passages, textarea_offset
 from review.search import search_items
 from review.web import (
@@ -241,10 +249,8 @@ def login() -> Any:
             response = make_response(render_template("login.html", username=username), 429)
             response.headers["Retry-After"] = str(wait)
             return response
-        user = (
-            db.session.scalar(select(User).where(User.username == username)) if username else None
-        )
-        if user is None or not user.is_active_user or not check_password(user, password):
+        user = authenticate(username, password)
+        if user is None:
             limiter.hit([key for key, _ in keys], int(cfg["LOGIN_WINDOW"]))
             record_failed_login(username, ip=ip)
             db.session.commit()
@@ -278,7 +284,14 @@ def account_password() -> Any:
     if request.method == "POST":
         user = current_user._get_current_object()
         current = request.form.get("current_password", "")
-        if not check_password(user, current):
+        try:
+            current_ok = confirm_password(user, current, purpose="password_change")
+        except TooManyAttempts as exc:
+            flash(exc.message, "error")
+            response = make_response(render_template("account_password.html"), 429)
+            response.headers["Retry-After"] = str(exc.extra["retry_after"])
+            return response
+        if not current_ok:
             record_event(
                 "auth.password_change_refused",
                 actor=user,
@@ -648,7 +661,7 @@ def items_status_json() -> Any:
 def preview_markdown() -> Any:
     """Render the Markdown an editor is writing, as the item page will show it (saves nothing)."""
     source = ops.clean_text(
-        request.form.get("body", ""), gettext("正文"), max_chars=ops.MAX_BODY_CHARS
+        request.form.get("body", ""), "body", gettext("正文"), max_chars=ops.MAX_BODY_CHARS
     )
     response = jsonify({"html": str(render_markdown(source))})
     response.headers["Cache-Control"] = "no-store"
@@ -1009,7 +1022,9 @@ def decision(assignment_id: int) -> Any:
         for key, value in request.form.items()
         if key.startswith("verdict_") and value
     }
-    password_ok = check_password(current_user, request.form.get("password", ""))
+    password_ok = confirm_password(
+        current_user, request.form.get("password", ""), purpose="decision"
+    )
     try:
         lock = int(request.form.get("lock_version", ""))
     except ValueError:
@@ -1205,7 +1220,9 @@ def admin_expert_new() -> Any:
                 domains=form.getlist("domains"),
                 secondary_domains=form.getlist("secondary_domains"),
                 title=form.get("title", ""),
-                max_load=_int_field(form.get("max_load", "5"), gettext("最大同时审核数")),
+                max_load=_int_field(
+                    form.get("max_load", "5"), gettext("最大同时审核数"), "max_load"
+                ),
                 is_senior=bool(form.get("is_senior")),
                 verified=bool(form.get("is_verified")),
                 conflicts={
@@ -1243,11 +1260,13 @@ def admin_expert_edit(expert_id: int) -> Any:
                 "is_verified": bool(form.get("is_verified")),
                 "is_senior": bool(form.get("is_senior")),
                 "is_active": bool(form.get("is_active")),
-                "max_load": _int_field(form.get("max_load", ""), gettext("最大同时审核数")),
-                "leave_from": parse_time(form["leave_from"], "请假开始")
+                "max_load": _int_field(
+                    form.get("max_load", ""), gettext("最大同时审核数"), "max_load"
+                ),
+                "leave_from": parse_time(form["leave_from"], "leave_from", "请假开始")
                 if form.get("leave_from")
                 else None,
-                "leave_until": parse_time(form["leave_until"], "请假结束")
+                "leave_until": parse_time(form["leave_until"], "leave_until", "请假结束")
                 if form.get("leave_until")
                 else None,
                 "conflicts": {
@@ -1259,7 +1278,9 @@ def admin_expert_edit(expert_id: int) -> Any:
             pool.update_expert(expert, changes, actor=current_user)
             email = form.get("email", "").strip() or None
             if email != expert.user.email:
-                expert.user.email = ops.clean_text(email or "", "邮箱", max_chars=320) or None
+                expert.user.email = (
+                    ops.clean_text(email or "", "email", "邮箱", max_chars=320) or None
+                )
                 record_event(
                     "user.email_changed",
                     actor=current_user,
@@ -1282,13 +1303,14 @@ def _lines(text_value: str) -> list[str]:
     return [part.strip() for part in text_value.replace("、", "\n").splitlines() if part.strip()]
 
 
-def _int_field(value: str, label: str) -> int:
+def _int_field(value: str, label: str, field: str | None = None) -> int:
+    named = {"field": field} if field else {}  # the form's field name, never the label
     try:
         number = int(value)
     except ValueError:
-        raise InvalidInput(gettext("%(label)s必须是整数", label=label)) from None
+        raise InvalidInput(gettext("%(label)s必须是整数", label=label), **named) from None
     if abs(number) > MAX_DB_INT:  # the database driver would overflow (a 500)
-        raise InvalidInput(gettext("%(label)s超出范围", label=label))
+        raise InvalidInput(gettext("%(label)s超出范围", label=label), **named)
     return number
 
 
@@ -1313,7 +1335,9 @@ def admin_queue() -> Any:
 def admin_assign(item_id: int) -> Any:
     """Hand a waiting version to a chosen expert."""
     item = load_item(current_user, item_id)
-    expert = pool_ops.get_expert(_int_field(request.form.get("expert_id", ""), gettext("专家编号")))
+    expert = pool_ops.get_expert(
+        _int_field(request.form.get("expert_id", ""), gettext("专家编号"), "expert_id")
+    )
     pool_ops.admin_assign(item, expert, actor=current_user, deadlines=deadlines())
     db.session.commit()
     flash(gettext("已将稿件 %(item)s 分配给 %(expert)s", item=item.id, expert=expert.name), "info")
@@ -1605,7 +1629,7 @@ def search_page() -> Any:
     query = request.args.get("q", "").strip()
     results: list[Item] = []
     if query:
-        ops.clean_text(query, gettext("搜索词"), max_chars=200)
+        ops.clean_text(query, "q", gettext("搜索词"), max_chars=200)
         restrict = None
         if not current_user.has_role(Role.auditor, Role.admin):
             restrict = downloads.visible_items(current_user).with_only_columns(Item.id)
@@ -1673,7 +1697,7 @@ def quality_page() -> Any:
         form = request.form
         sample = quality.draw_sample(
             actor=current_user,
-            size=_int_field(form.get("size", ""), gettext("抽样数量")),
+            size=_int_field(form.get("size", ""), gettext("抽样数量"), "size"),
             start=parse_time(form["from"], "from") if form.get("from") else None,
             end=parse_time(form["to"], "to") if form.get("to") else None,
             domain=form.get("domain") or None,

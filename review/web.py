@@ -450,15 +450,17 @@ def notification_to_dict(note: Notification) -> dict[str, Any]:
 LOCAL_TZ = timezone(timedelta(hours=8))  # the users' clock (China Standard Time)
 
 
-def parse_time(value: object, field: str) -> datetime:
-    """An ISO date or datetime; naive values are China Standard Time (UTC+8)."""
+def parse_time(value: object, field: str, label: str | None = None) -> datetime:
+    """An ISO date or datetime; naive values are China Standard Time (UTC+8). ``field`` is the
+    field name an error reports, ``label`` how its message names it (default: the name)."""
+    name = label or field
     if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(f"{field} 须为 ISO 格式的日期或时间", field=field)
+        raise InvalidInput(f"{name} 须为 ISO 格式的日期或时间", field=field)
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InvalidInput(
-            f"{field} 须为 ISO 格式的日期或时间，例如 2026-12-01T09:00", field=field
+            f"{name} 须为 ISO 格式的日期或时间，例如 2026-12-01T09:00", field=field
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=LOCAL_TZ)

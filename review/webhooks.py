@@ -285,7 +285,7 @@ def _clean_secret(value: object) -> str:
 def _clean_name(value: object, url: str) -> str:
     from review.operations import clean_text
 
-    name = clean_text(value, "名称", max_chars=200).strip()
+    name = clean_text(value, "name", "名称", max_chars=200).strip()
     return name or (urlsplit(url).hostname or url)
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from review import ratelimit
 from review.audit import AuditEvent
 from review.db import db
-from tests.conftest import REDIS_URL, wait_until
+from tests.conftest import PSEUDO_BODY, PSEUDO_TITLE, REDIS_URL, submit_screened, wait_until
 
 PASSWORD = "correct-horse-1"
 #: Private ports of this test module (never the shared 6379 / 5000).
@@ -108,6 +108,201 @@ def test_success_clears_the_accounts_failures(app: Any, factory: Any) -> None:
     assert _attempt(app.test_client(), "ok1", PASSWORD).status_code == 302
     for _ in range(4):  # a fresh count: four more failures are still below the limit
         assert _attempt(client, "ok1", "wrong-horse").status_code == 401
+
+
+# --- the password re-entered to sign a decision or change the password (issue 14.9) ----------
+
+
+def _expert_with_assignment(app: Any, factory: Any, username: str) -> tuple[Any, int]:
+    """An expert (signed in through the API) holding an accepted assignment on a flagged item."""
+    editor = factory.token(factory.user("editor"))
+    expert = factory.expert(username=username)
+    other = factory.expert(senior=True)
+    assert other is not None
+    headers = factory.token(expert)
+    submit_screened(app, editor, PSEUDO_TITLE, PSEUDO_BODY)
+    client = app.test_client()
+    aid = client.get("/api/v1/assignments", headers=headers).json[0]["id"]
+    assert client.post(f"/api/v1/assignments/{aid}/accept", headers=headers).status_code == 200
+    return headers, int(aid)
+
+
+def _page_client(app: Any, username: str) -> Any:
+    client = app.test_client()
+    resp = client.post("/login", data={"username": username, "password": PASSWORD})
+    assert resp.status_code == 302
+    return client
+
+
+def test_wrong_signing_passwords_over_the_api_then_even_the_right_one_waits(
+    app: Any, factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    headers, aid = _expert_with_assignment(app, factory, "sig1")
+    client = app.test_client()
+    caplog.set_level(logging.WARNING, logger="kepu.security")
+
+    def sign(password: str, ip: str = "10.0.1.1") -> Any:
+        return client.post(
+            f"/api/v1/assignments/{aid}/decision",
+            headers=headers,
+            json={"decision": "approve", "password": password},
+            environ_base={"REMOTE_ADDR": ip},
+        )
+
+    limit = app.config["LOGIN_MAX_FAILURES"]
+    for _ in range(limit):
+        resp = sign("wrong-horse")
+        assert resp.status_code == 403 and resp.json["error"] == "password_required"
+    for password in ("wrong-horse", PASSWORD, PASSWORD):
+        resp = sign(password, ip="10.0.1.2")  # another address does not help: per account
+        assert resp.status_code == 429, resp.json
+        assert resp.json["error"] == "too_many_attempts"
+        assert "密码错误次数过多" in resp.json["message"]
+        assert 1 <= int(resp.headers["Retry-After"]) <= app.config["LOGIN_WINDOW"]
+    assert _count("review.signature_refused") == limit
+    assert _count("auth.reauth_limited") == 3
+    assert _count("review.decided") == 0
+    logged = [r.getMessage() for r in caplog.records if r.name == "kepu.security"]
+    assert sum("reauth_failed" in m and "'sig1'" in m for m in logged) == limit
+    assert sum("reauth_limited" in m and "'sig1'" in m for m in logged) == 3
+    # The counters are shared: any other web process (its own limiter) refuses as well.
+    limiter = ratelimit.for_app(app)
+    other_process = ratelimit.Limiter(app.config["RATELIMIT_URL"], namespace=limiter.namespace)
+    assert other_process.blocked([(f"reauth:account:{_user_id('sig1')}", limit)]) > 0
+    limiter.clear()  # the window passes
+    assert sign(PASSWORD).status_code == 200
+
+
+def _user_id(username: str) -> int:
+    from review.models import User
+
+    return int(db.session.scalar(select(User.id).where(User.username == username)))
+
+
+def test_wrong_signing_passwords_in_the_page_are_limited(app: Any, factory: Any) -> None:
+    _, aid = _expert_with_assignment(app, factory, "sig2")
+    browser = _page_client(app, "sig2")
+
+    def sign(password: str) -> Any:
+        return browser.post(
+            f"/assignments/{aid}/decision", data={"decision": "approve", "password": password}
+        )
+
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        assert sign("wrong-horse").status_code == 303
+    for password in ("wrong-horse", PASSWORD):
+        resp = sign(password)
+        assert resp.status_code == 429
+        assert int(resp.headers["Retry-After"]) >= 1
+        assert "密码错误次数过多" in resp.get_data(as_text=True)
+    assert _count("review.signature_refused") == 5 and _count("auth.reauth_limited") == 2
+
+
+def test_wrong_current_passwords_on_the_password_page_are_limited(app: Any, factory: Any) -> None:
+    factory.user("auditor", username="chg1")
+    browser = _page_client(app, "chg1")
+    new = "a-much-newer-horse-7"
+
+    def change(current: str) -> Any:
+        return browser.post(
+            "/account/password",
+            data={"current_password": current, "new_password": new, "confirm": new},
+        )
+
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        assert change("wrong-horse").status_code == 400
+    for current in ("wrong-horse", PASSWORD):
+        resp = change(current)
+        assert resp.status_code == 429
+        assert int(resp.headers["Retry-After"]) >= 1
+        assert "密码错误次数过多" in resp.get_data(as_text=True)
+    assert _count("auth.password_change_refused") == 5
+    assert _count("auth.reauth_limited") == 2 and _count("auth.password_changed") == 0
+    ratelimit.for_app(app).clear()  # the window passes
+    assert change(PASSWORD).status_code == 302
+
+
+def test_reentry_is_limited_per_address_across_accounts(app: Any, factory: Any) -> None:
+    app.config["LOGIN_MAX_FAILURES_PER_IP"] = 3
+    for name in ("addr1", "addr2"):
+        factory.user("auditor", username=name)
+    one, two = _page_client(app, "addr1"), _page_client(app, "addr2")
+
+    def change(browser: Any, current: str) -> int:
+        data = {"current_password": current, "new_password": "n" * 12, "confirm": "n" * 12}
+        return int(browser.post("/account/password", data=data).status_code)
+
+    assert [change(one, "wrong-horse"), change(two, "wrong-horse"), change(one, "x")] == [400] * 3
+    assert change(two, PASSWORD) == 429  # the address is spent, for every account
+
+
+@pytest.mark.timeout(120)
+def test_reentry_limit_falls_back_to_the_process_when_redis_is_down(
+    app: Any, factory: Any, redis_srv: PrivateRedis
+) -> None:
+    headers, aid = _expert_with_assignment(app, factory, "sig3")
+    app.config["RATELIMIT_URL"] = redis_srv.url
+    app.extensions.pop("kepu_limiter", None)
+    client = app.test_client()
+
+    def sign(password: str) -> int:
+        body = {"decision": "approve", "password": password}
+        url = f"/api/v1/assignments/{aid}/decision"
+        return int(client.post(url, headers=headers, json=body).status_code)
+
+    assert sign("wrong-horse") == 403
+    assert len(redis.Redis.from_url(redis_srv.url).keys("kepu:rl:*reauth*")) == 2
+    redis_srv.stop()
+    assert [sign("wrong-horse") for _ in range(6)] == [403] * 5 + [429]
+    assert sign(PASSWORD) == 429
+
+
+# --- sign-in takes the same work whether or not the user exists (issue 14.11) ---------------
+
+
+@pytest.fixture
+def verifications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every argon2 verification the app runs, as the hash it checked against."""
+    from argon2 import PasswordHasher
+
+    seen: list[str] = []
+    real = PasswordHasher.verify
+
+    def counting(self: Any, password_hash: Any, password: Any) -> Any:
+        seen.append(str(password_hash))
+        return real(self, password_hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting)
+    return seen
+
+
+def test_every_sign_in_runs_one_argon2_verification(
+    app: Any, factory: Any, verifications: list[str]
+) -> None:
+    from review.audit import SYSTEM
+    from review.auth import set_active
+
+    factory.user("editor", username="known")
+    gone = factory.user("editor", username="gone")
+    set_active(gone, False, actor=SYSTEM)
+    db.session.commit()
+    client = app.test_client()
+    cases = [
+        ("known", "wrong-horse", 401),
+        ("nobody-by-this-name", "wrong-horse", 401),
+        ("gone", PASSWORD, 401),
+        ("gone", "wrong-horse", 401),
+        ("", "wrong-horse", 401),
+        ("known", PASSWORD, 302),
+    ]
+    for n, (username, password, status) in enumerate(cases):
+        before = len(verifications)
+        resp = _attempt(client, username, password, ip=f"10.0.2.{n}")
+        assert resp.status_code == status, (username, resp.status_code)
+        assert len(verifications) - before == 1, username
+    # The hash checked for a missing user has the same argon2 parameters as a real one.
+    real = verifications[0].rsplit("$", 2)[0]
+    assert verifications[1].rsplit("$", 2)[0] == real and verifications[1] != verifications[0]
 
 
 # --- Redis down -------------------------------------------------------------------------------

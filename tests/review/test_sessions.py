@@ -74,8 +74,18 @@ def test_password_change_ends_other_sign_ins_and_keeps_this_one(app: Any, factor
             {"current_password": "wrong-horse", "new_password": "n" * 10, "confirm": "n" * 10},
             "当前密码不正确",
         ),
-        ({"current_password": PASSWORD, "new_password": "short", "confirm": "short"}, "至少 8 位"),
-        ({"current_password": PASSWORD, "new_password": "n" * 10, "confirm": "m" * 10}, "不一致"),
+        (
+            {"current_password": PASSWORD, "new_password": "short", "confirm": "short"},
+            "至少 10 个字符",
+        ),
+        (
+            {
+                "current_password": PASSWORD,
+                "new_password": "new-horse-22",
+                "confirm": "new-horse-2",
+            },
+            "不一致",
+        ),
     ],
 )
 def test_password_change_refusals_change_nothing(
@@ -239,3 +249,114 @@ def test_plain_http_cookie_flags(app: Any, factory: Any) -> None:
     parts = [p.strip() for p in _set_cookie(resp, COOKIE).split(";")]
     assert "HttpOnly" in parts and "SameSite=Lax" in parts and "Secure" not in parts
     assert "Strict-Transport-Security" not in resp.headers
+
+
+# --- new passwords must be strong (issue 14.10) -------------------------------------------------
+
+#: Refused everywhere a password is set, each with the rule it breaks.
+WEAK = [
+    ("12345678", "至少 10 个字符"),
+    ("password", "至少 10 个字符"),
+    ("aaaaaaaa", "至少 10 个字符"),
+    (" " * 8, "至少 10 个字符"),
+    (" " * 12, "全是空格"),
+    ("aaaaaaaaaaaa", "重复"),
+    ("abababababab", "重复"),
+    ("1234567890", "太常见"),
+    ("qwertyuiop", "太常见"),
+    ("Password2024!", "太常见"),
+    ("woaini1314520", "太常见"),
+    ("1qaz2wsx3edc", "太常见"),
+    ("!!Superman123", "太常见"),
+    ("zhangwei2024", "太常见"),
+    ("{username}", "用户名"),
+    ("{username}-2024!", "用户名"),
+    ("my-{display}-pass", "用户名"),
+    ("{email}-horse-9", "用户名"),
+]
+
+
+def _weak(template: str, user: User) -> str:
+    local = (user.email or "").split("@")[0]
+    return template.format(username=user.username, display=user.display_name, email=local)
+
+
+def _strong_user(factory: Any, username: str) -> User:
+    user = factory.user("editor", username=username)
+    user.display_name = "Zhaoyunlong"
+    user.email = "yunlong.zhao@example.cn"
+    db.session.commit()
+    return user  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("template", "rule"), WEAK)
+def test_weak_new_passwords_are_refused_on_every_page(
+    app: Any, factory: Any, template: str, rule: str
+) -> None:
+    user = _strong_user(factory, "liuchangjiang")
+    factory.user("admin", username="boss")
+    password = _weak(template, user)
+    own, admin = _login(app, "liuchangjiang"), _login(app, "boss")
+    resp = own.post(
+        "/account/password",
+        data={"current_password": PASSWORD, "new_password": password, "confirm": password},
+    )
+    assert resp.status_code == 400 and rule in resp.get_data(as_text=True), password
+    resp = admin.post(
+        f"/admin/users/{user.id}/password", data={"password": password}, follow_redirects=True
+    )
+    assert rule in resp.get_data(as_text=True), password
+    new_user = template.format(username="wuxiaofeng", display="wuxiaofeng", email="wuxiaofeng")
+    resp = admin.post(
+        "/admin/users",
+        data={"username": "wuxiaofeng", "role": "auditor", "password": new_user},
+        follow_redirects=True,
+    )
+    assert rule in resp.get_data(as_text=True), new_user
+    db.session.expire_all()
+    assert check_password(db.session.get(User, user.id), PASSWORD)
+    assert db.session.scalar(select(User).where(User.username == "wuxiaofeng")) is None
+    assert _actions("auth.password_changed") + _actions("user.password_reset") == 0
+
+
+def test_weak_passwords_are_refused_by_the_cli(app: Any, factory: Any) -> None:
+    runner = app.test_cli_runner()
+    for password in ("12345678", "password", "aaaaaaaa", " " * 8, "wangming-1", "Qwerty123456"):
+        result = runner.invoke(
+            args=["users", "create", "wangming", "--role", "auditor", "--password", password]
+        )
+        assert result.exit_code != 0 and "密码" in result.output, password
+    assert db.session.scalar(select(User).where(User.username == "wangming")) is None
+    result = runner.invoke(
+        args=["users", "create", "wangming", "--role", "auditor", "--password", "gleaming-otter-42"]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(args=["users", "create", "zhoujie", "--role", "auditor"])
+    assert result.exit_code == 0, result.output  # a random password is strong
+
+
+def test_a_strong_password_is_accepted(app: Any, factory: Any) -> None:
+    user = _strong_user(factory, "strong1")
+    client = _login(app, "strong1")
+    new = "violet-harbour-lantern"
+    resp = client.post(
+        "/account/password",
+        data={"current_password": PASSWORD, "new_password": new, "confirm": new},
+    )
+    assert resp.status_code == 302
+    db.session.expire_all()
+    assert check_password(db.session.get(User, user.id), new)
+
+
+def test_demo_accounts_meet_the_password_rules(app: Any) -> None:
+    from review.passwords import password_problem
+
+    result = app.test_cli_runner().invoke(args=["seed-demo"])
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines()[1:] if line.strip()]
+    assert len(rows) > 6
+    for username, password, _role in rows:
+        user = db.session.scalar(select(User).where(User.username == username))
+        names = (username, user.display_name, user.email)
+        assert password_problem(password, names=names) is None, username
+    assert _login(app, rows[0][0], rows[0][1])

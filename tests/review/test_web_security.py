@@ -191,3 +191,55 @@ def test_templates_need_no_inline_script() -> None:
             assert "src=" in tag or 'type="application/json"' in tag, (path.name, tag)
         assert not re.search(r"\son[a-z]+\s*=", source), path.name
         assert "javascript:" not in source, path.name
+
+
+# --- caching of private answers (issue 14.15) --------------------------------------------------
+
+
+def _cache_control(client: Any, path: str) -> str:
+    resp = client.get(path)
+    resp.close()  # a static file's stream
+    return str(resp.headers.get("Cache-Control", ""))
+
+
+def test_signed_in_pages_and_api_answers_are_not_stored(app: Any, factory: Any) -> None:
+    editor = factory.user("editor", username="cache1")
+    headers = factory.token(editor)
+    anonymous = app.test_client()
+    for path in ("/login", "/published", "/static/style.css"):
+        assert "no-store" not in _cache_control(anonymous, path), path
+    browser = app.test_client()
+    assert browser.post("/login", data={"username": "cache1", "password": PASSWORD}).status_code
+    pages = ("/items", "/items/new", "/account/password", "/notifications", "/published")
+    for path in pages:
+        resp = browser.get(path)
+        assert resp.status_code == 200, path
+        assert resp.headers["Cache-Control"] == "no-store", path
+    assert "no-store" not in _cache_control(browser, "/static/style.css")
+    api = app.test_client()
+    answers = [
+        api.get("/api/v1/items", headers=headers),
+        api.post("/api/v1/items", headers=headers, json={"title": "缓存测试"}),
+        api.get("/api/v1/items/999999", headers=headers),  # an error answer too
+        api.get("/api/v1/items"),  # and an unauthenticated one
+    ]
+    assert [r.status_code for r in answers] == [200, 201, 404, 401]
+    assert {r.headers["Cache-Control"] for r in answers} == {"no-store"}
+
+
+def test_csv_exports_name_their_charset_once(app: Any, factory: Any) -> None:
+    editor = factory.user("editor", username="csv1")
+    headers = factory.token(editor)
+    app.test_client().post("/api/v1/items", headers=headers, json={"title": "导出", "body": "正文"})
+    browser = app.test_client()
+    browser.post("/login", data={"username": "csv1", "password": PASSWORD})
+    for resp in (
+        app.test_client().get("/api/v1/export/items.csv", headers=headers),
+        browser.get("/export/items.csv"),
+    ):
+        assert resp.status_code == 200
+        assert resp.headers["Content-Type"] == "text/csv; charset=utf-8"
+        assert resp.headers["Cache-Control"] == "no-store"
+    metrics = app.test_client().get("/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["Content-Type"].count("charset") == 1
