@@ -358,3 +358,28 @@ def walk_item_to_publication(base: str, env: dict[str, str]) -> None:
     assert status == 200 and body["receipt"]["item_id"] == item_id
 
     assert "链完整" in run_kepu("audit", "verify", env=env).stdout
+
+
+def flagged_item_offered(
+    base: str, env: dict[str, str], title: str, body: str, experts: tuple[str, ...] = ("ex",)
+) -> tuple[Http, int]:
+    """On a live server: an editor `ed` (API token) and expert accounts in 医学健康 made with the
+    CLI; the editor submits a pseudo-science article, which the workers screen and offer to the
+    experts. Returns the editor's client and the item id."""
+    from tests.conftest import run_kepu
+
+    editor = Http(base, cli_token(env, "ed", "--role", "editor", "--unit", "威海日报社"))
+    for number, name in enumerate(experts):
+        run_kepu(
+            "users", "create", name, "--role", "expert", "--unit", f"专家单位{number}",
+            "--domain", "医学健康", "--password", PASSWORD, env=env,
+        )  # fmt: skip
+    status, item = editor.call(
+        "POST", "/api/v1/items", {"title": title, "body": body, "submit": True}
+    )
+    assert status == 201, item
+    wait_until(
+        lambda: editor.call("GET", f"/api/v1/items/{item['id']}")[1]["state"] == "in_review",
+        timeout=90,
+    )
+    return editor, int(item["id"])

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_kepu, wait_until
-from tests.e2e.conftest import PASSWORD, Http, cli_token, login
+from tests.conftest import run_kepu
+from tests.e2e.conftest import PASSWORD, flagged_item_offered, login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -22,19 +22,7 @@ def test_signing_passwords_are_limited_in_the_page(
     live: tuple[str, dict[str, str], Path], browser: Any
 ) -> None:
     base, env, _log = live
-    editor = Http(base, cli_token(env, "ed", "--role", "editor", "--unit", "威海日报社"))
-    run_kepu(
-        "users", "create", "ex", "--role", "expert", "--unit", "某大学",
-        "--domain", "医学健康", "--password", PASSWORD, env=env,
-    )  # fmt: skip
-    status, item = editor.call(
-        "POST", "/api/v1/items", {"title": TITLE, "body": BODY, "submit": True}
-    )
-    assert status == 201, item
-    wait_until(
-        lambda: editor.call("GET", f"/api/v1/items/{item['id']}")[1]["state"] == "in_review",
-        timeout=90,
-    )
+    flagged_item_offered(base, env, TITLE, BODY)
 
     expert = login(browser, base, "ex")
     expert.locator("main table").first.get_by_role("link", name="审核", exact=True).click()
@@ -99,19 +87,8 @@ def test_withdrawing_in_the_page_takes_the_text_from_the_expert(
     """Issue #14 item 7 in chromium: the editor withdraws from the item page; the expert who
     was only offered the item can no longer open it, and the offer shows as revoked."""
     base, env, _log = live
-    editor_api = Http(base, cli_token(env, "ed", "--role", "editor", "--unit", "威海日报社"))
-    run_kepu(
-        "users", "create", "ex", "--role", "expert", "--unit", "某大学",
-        "--domain", "医学健康", "--password", PASSWORD, env=env,
-    )  # fmt: skip
-    status, item = editor_api.call(
-        "POST", "/api/v1/items", {"title": TITLE, "body": BODY, "submit": True}
-    )
-    assert status == 201, item
-    wait_until(
-        lambda: editor_api.call("GET", f"/api/v1/items/{item['id']}")[1]["state"] == "in_review",
-        timeout=90,
-    )
+    editor_api, item_id = flagged_item_offered(base, env, TITLE, BODY)
+    item = {"id": item_id}
     expert = login(browser, base, "ex")
     expert.locator("main table").first.get_by_role("link", name="审核", exact=True).click()
     expert.wait_for_load_state()
